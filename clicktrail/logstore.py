@@ -1,0 +1,348 @@
+"""The event store: attempts, their links, and every event, in SQLite (WAL).
+
+One connection per worker process (and thread), opened once and kept; WAL is
+set when the database is created; writers wait on ``busy_timeout``.  The
+schema is built by numbered migrations recorded in ``schema_migrations``.
+The SQL is kept portable (no SQLite-only syntax in queries) so a PostgreSQL
+backend can stand behind the same interface.
+
+When an event cannot be written (database locked, read-only, disk full) it
+is appended to a spool file (JSON Lines, fsync'd) and replayed into the
+database later, by the next successful write or by ``clicktrail replay``.
+Event ids make the replay idempotent.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import secrets
+import sqlite3
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
+
+from .errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS: list[tuple[int, list[str]]] = [
+    (1, [
+        """CREATE TABLE attempts (
+            id BIGINT PRIMARY KEY,
+            content_id BIGINT NOT NULL,
+            ts TEXT NOT NULL,
+            recipient TEXT,
+            subject TEXT,
+            message_id TEXT,
+            tag TEXT,
+            track_clicks INTEGER NOT NULL,
+            track_opens INTEGER NOT NULL
+        )""",
+        "CREATE INDEX attempts_ts ON attempts (ts)",
+        "CREATE INDEX attempts_tag ON attempts (tag)",
+        """CREATE TABLE links (
+            content_id BIGINT NOT NULL,
+            idx INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            url TEXT NOT NULL,
+            PRIMARY KEY (content_id, idx)
+        )""",
+        """CREATE TABLE events (
+            seq {serial},
+            event_id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            kind TEXT,
+            ts TEXT NOT NULL,
+            attempt_id BIGINT,
+            link_idx INTEGER,
+            url TEXT,
+            ip TEXT,
+            user_agent TEXT,
+            detail TEXT
+        )""",
+        "CREATE INDEX events_type_seq ON events (type, seq)",
+        "CREATE INDEX events_attempt ON events (attempt_id, type)",
+    ]),
+]
+SQLITE = {"serial": "INTEGER PRIMARY KEY"}
+EVENT_TYPES = ("click", "open", "delivery", "failure")
+LINK_CACHE = 50_000
+
+
+def utcnow() -> str:
+    """Now, in UTC, ISO 8601 with its offset."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def new_id() -> int:
+    """A random positive 63-bit id: minted by any worker without a round trip."""
+    return secrets.randbits(63) or 1
+
+
+@dataclass
+class Event:
+    type: str
+    attempt_id: int | None
+    link_idx: int | None = None
+    url: str | None = None
+    kind: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    detail: str | None = None
+    ts: str = field(default_factory=utcnow)
+    event_id: str = field(default_factory=lambda: secrets.token_hex(12))
+
+
+@dataclass
+class Attempt:
+    id: int
+    recipient: str | None
+    subject: str | None = None
+    message_id: str | None = None
+    tag: str | None = None
+    track_clicks: bool = True
+    track_opens: bool = True
+    ts: str = field(default_factory=utcnow)
+
+
+def attempt_key(attempt_id: int) -> str:
+    """The attempt id as shown to users: 16 hex digits."""
+    return format(attempt_id, "016x")
+
+
+def parse_attempt_key(text: str) -> int | None:
+    try:
+        value = int(text, 16)
+    except ValueError:
+        return None
+    return value if len(text) == 16 and 0 < value < 2**63 else None
+
+
+class Store:
+    def __init__(self, path: str, spool: str, sync: bool = True) -> None:
+        self.path, self.spool, self.sync = path, spool, sync
+        self._local = threading.local()
+        self._links: dict[tuple[int, int], tuple[str, str] | None] = {}
+
+    # -- connections and schema -------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=True)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self.sync else 'NORMAL'}")
+        self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema; return the version now in force."""
+        conn = self._connect()
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")  # once, when the database is new
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for version, statements in MIGRATIONS:
+                if version in done:
+                    continue
+                for sql in statements:
+                    conn.execute(sql.format(**SQLITE))
+                conn.execute("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)", (version, utcnow()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return max(v for v, _ in MIGRATIONS)
+
+    def _write(self, sql_rows: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in sql_rows:
+                conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- messages ---------------------------------------------------------------------
+    def record_message(self, links: Sequence[tuple[str, str]], attempts: Sequence[Attempt]) -> int:
+        """Store one message's links and its attempts (one per recipient) together."""
+        content_id = new_id()
+        self._write([
+            ("INSERT INTO links (content_id, idx, kind, url) VALUES (?, ?, ?, ?)",
+             [(content_id, i, kind, url) for i, (kind, url) in enumerate(links, 1)]),
+            ("INSERT INTO attempts (id, content_id, ts, recipient, subject, message_id, tag, track_clicks, track_opens)"
+             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             [(a.id, content_id, a.ts, a.recipient, a.subject, a.message_id, a.tag, int(a.track_clicks),
+               int(a.track_opens)) for a in attempts]),
+        ])
+        return content_id
+
+    def link(self, attempt_id: int, idx: int) -> tuple[str, str] | None:
+        """The (kind, url) of a link of an attempt; ('pixel', '') for index 0; None if unknown."""
+        key = (attempt_id, idx)
+        if key in self._links:
+            return self._links[key]
+        if idx == 0:
+            row = self._connect().execute("SELECT 'pixel', '' FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+        else:
+            row = self._connect().execute(
+                "SELECT l.kind, l.url FROM attempts a JOIN links l ON l.content_id = a.content_id AND l.idx = ?"
+                " WHERE a.id = ?", (idx, attempt_id)).fetchone()
+        found = None if row is None else (row[0], row[1])
+        if found is not None:  # only known links are cached: an unknown one may be committed a moment later
+            if len(self._links) >= LINK_CACHE:
+                self._links.clear()
+            self._links[key] = found
+        return found
+
+    # -- events -----------------------------------------------------------------------
+    _INSERT_EVENT = (
+        "INSERT INTO events (event_id, type, kind, ts, attempt_id, link_idx, url, ip, user_agent, detail)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+    )
+
+    @staticmethod
+    def _event_row(e: Event) -> tuple[Any, ...]:
+        return (e.event_id, e.type, e.kind, e.ts, e.attempt_id, e.link_idx, e.url, e.ip, e.user_agent, e.detail)
+
+    def add_event(self, event: Event) -> bool:
+        """Write the event; if the database fails, spool it. True when it reached the database."""
+        try:
+            self._write([(self._INSERT_EVENT, [self._event_row(event)])])
+        except sqlite3.Error as e:
+            log.error("event store write failed (%s); event %s spooled", e, event.event_id)
+            self._spool(event)
+            return False
+        if self._spool_waiting():
+            try:
+                self.replay()
+            except (sqlite3.Error, OSError) as e:
+                log.warning("spool replay failed: %s", e)
+        return True
+
+    def _spool(self, event: Event) -> None:
+        line = (json.dumps(asdict(event), ensure_ascii=True) + "\n").encode("ascii")
+        fd = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, line)
+            os.fsync(fd)
+        except OSError as e:
+            raise StoreUnavailable(f"neither the database nor the spool can take events: {e}") from e
+        finally:
+            os.close(fd)
+
+    def _spool_waiting(self) -> bool:
+        try:
+            return os.stat(self.spool).st_size > 0
+        except FileNotFoundError:
+            return False
+
+    def replay(self) -> int:
+        """Move spooled events into the database; return how many lines were replayed."""
+        try:
+            fd = os.open(self.spool, os.O_RDWR)
+        except FileNotFoundError:
+            return 0
+        with os.fdopen(fd, "r+b") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            lines = [ln for ln in f.read().split(b"\n") if ln.strip()]
+            events = []
+            for ln in lines:
+                try:
+                    events.append(Event(**json.loads(ln)))
+                except (ValueError, TypeError) as e:
+                    log.error("spool line skipped, unreadable: %s", e)
+            if events:
+                self._write([(self._INSERT_EVENT, [self._event_row(e) for e in events])])
+            f.truncate(0)
+            os.fsync(f.fileno())
+        return len(events)
+
+    # -- reading ----------------------------------------------------------------------
+    def events(self, type_: str, since: str | None = None, after: int = 0, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Stream events of one type (with their attempt's fields), oldest first, in batches."""
+        conn = self._connect()
+        while True:
+            rows = conn.execute(
+                "SELECT e.seq, e.event_id, e.type, e.kind, e.ts, e.attempt_id, e.link_idx, e.url, e.ip,"
+                " e.user_agent, e.detail, a.recipient, a.tag, a.message_id, a.subject"
+                " FROM events e LEFT JOIN attempts a ON a.id = e.attempt_id"
+                " WHERE e.type = ? AND e.seq > ? AND (? IS NULL OR e.ts >= ?) ORDER BY e.seq LIMIT ?",
+                (type_, after, since, since, batch)).fetchall()
+            for r in rows:
+                yield {
+                    "id": r[1], "seq": r[0], "type": r[2], "kind": r[3], "time": r[4],
+                    "message": None if r[5] is None else attempt_key(r[5]), "link": r[6], "url": r[7],
+                    "ip": r[8], "user_agent": r[9], "detail": r[10], "recipient": r[11], "tag": r[12],
+                    "message_id": r[13], "subject": r[14],
+                }
+            if len(rows) < batch:
+                return
+            after = rows[-1][0]
+
+    def attempts(self, since: str | None = None, batch: int = 1000) -> Iterator[dict[str, Any]]:
+        """Stream attempts with their links, oldest first."""
+        conn = self._connect()
+        last = ("", 0)
+        while True:
+            rows = conn.execute(
+                "SELECT id, content_id, ts, recipient, subject, message_id, tag, track_clicks, track_opens"
+                " FROM attempts WHERE (ts > ? OR (ts = ? AND id > ?)) AND (? IS NULL OR ts >= ?)"
+                " ORDER BY ts, id LIMIT ?", (last[0], last[0], last[1], since, since, batch)).fetchall()
+            for r in rows:
+                links = [u for (u,) in conn.execute(
+                    "SELECT url FROM links WHERE content_id = ? AND kind = 'click' ORDER BY idx", (r[1],))]
+                yield {
+                    "id": attempt_key(r[0]), "type": "attempt", "time": r[2], "message": attempt_key(r[0]),
+                    "recipient": r[3], "subject": r[4], "message_id": r[5], "tag": r[6],
+                    "track_clicks": bool(r[7]), "track_opens": bool(r[8]), "links": links,
+                }
+            if len(rows) < batch:
+                return
+            last = (rows[-1][2], rows[-1][0])
+
+    def stats(self, limit: int = 10) -> dict[str, Any]:
+        """Messages, unique and total opens and clicks, rates, and the best links."""
+        conn = self._connect()
+        one = lambda sql: conn.execute(sql).fetchone()[0] or 0  # noqa: E731
+        messages = one("SELECT COUNT(*) FROM attempts")
+        unique_opens = one("SELECT COUNT(DISTINCT attempt_id) FROM events WHERE type = 'open'")
+        # One view is one open however many images it loads: a view loads the pixel
+        # once, so count pixel loads, plus one for a copy whose images alone were seen.
+        total_opens = one("SELECT COUNT(*) FROM events WHERE type = 'open' AND kind = 'pixel'") + one(
+            "SELECT COUNT(DISTINCT attempt_id) FROM events e WHERE type = 'open' AND kind = 'image' AND NOT EXISTS"
+            " (SELECT 1 FROM events p WHERE p.attempt_id = e.attempt_id AND p.type = 'open' AND p.kind = 'pixel')")
+        unique_clicks = one("SELECT COUNT(DISTINCT attempt_id) FROM events WHERE type = 'click'")
+        total_clicks = one("SELECT COUNT(*) FROM events WHERE type = 'click'")
+        best = [
+            {"url": url, "unique_clicks": u, "total_clicks": t,
+             "share": (u / unique_clicks) if unique_clicks else 0.0}
+            for url, u, t in conn.execute(
+                "SELECT url, COUNT(DISTINCT attempt_id) AS u, COUNT(*) AS t FROM events WHERE type = 'click'"
+                " GROUP BY url ORDER BY u DESC, t DESC, url LIMIT ?", (limit,))
+        ]
+        rate = lambda n, d: (n / d) if d else 0.0  # noqa: E731
+        return {
+            "messages": messages, "unique_opens": unique_opens, "total_opens": total_opens,
+            "unique_clicks": unique_clicks, "total_clicks": total_clicks,
+            "open_rate": rate(unique_opens, messages), "click_rate": rate(unique_clicks, messages),
+            "click_to_open_rate": rate(unique_clicks, unique_opens), "best_links": best,
+        }

@@ -1,0 +1,302 @@
+"""MIME messages: find the text parts by byte range, rewrite them, splice them back.
+
+The message is never re-generated.  We walk the multipart tree on the raw
+bytes (boundaries per RFC 2046), cross-check the tree against the standard
+``email`` parser, and for each ``text/html`` or ``text/plain`` part decode its
+transfer encoding and charset, build a rewrite template, and remember the
+byte range it replaces.  Headers, boundaries, attachments and attached
+``message/rfc822`` parts stay byte-identical.  A message we cannot read
+exactly is passed through unchanged, with a warning: never half rewritten.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import email
+import email.errors
+import email.header
+import email.parser
+import re
+from dataclasses import dataclass, field
+from email.message import Message
+from email.policy import compat32
+from typing import Callable, Iterator
+
+from .rewrite import LinkTable, Options, Template, html_template, text_template
+
+SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
+_HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
+_B64_BODY = re.compile(rb"^[A-Za-z0-9+/=\s]*$")
+_TRUE = {"yes", "true", "on", "1"}
+_FALSE = {"no", "false", "off", "0"}
+
+
+class Unreadable(Exception):
+    """The message cannot be read exactly; it must pass through unchanged."""
+
+
+class BadSwitch(ValueError):
+    """A tracking switch header holds something other than yes or no."""
+
+
+@dataclass
+class _Part:
+    start: int  # the body's byte range in the raw message
+    end: int
+    encode: Callable[[str], bytes]
+    template: Template
+
+
+@dataclass
+class Prepared:
+    """A message scanned once, ready to be stamped for each recipient."""
+
+    raw: bytes
+    links: LinkTable
+    parts: list[_Part] = field(default_factory=list)
+    drop: list[tuple[int, int]] = field(default_factory=list)  # header lines we remove
+    subject: str = ""
+    message_id: str = ""
+    to: str = ""
+    track_clicks: bool = True
+    track_opens: bool = True
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.drop) or any(p.template.changed for p in self.parts)
+
+    def render(self, token: Callable[[int], str]) -> bytes:
+        """The message as one recipient receives it, with ``token(idx)`` identifiers."""
+        cuts = sorted(
+            [(s, e, b"") for s, e in self.drop]
+            + [(p.start, p.end, p.encode(p.template.render(token))) for p in self.parts if p.template.changed]
+        )
+        out, pos = [], 0
+        for start, end, data in cuts:
+            out += [self.raw[pos:start], data]
+            pos = end
+        out.append(self.raw[pos:])
+        return b"".join(out)
+
+
+def looks_like_mime(raw: bytes) -> bool:
+    """True when the input starts with a header field rather than markup."""
+    first = raw.lstrip(b"\r\n").split(b"\n", 1)[0]
+    return bool(_HEADER_LINE.match(first)) or first.startswith(b"From ")
+
+
+def switch(value: str | None, name: str, default: bool) -> bool:
+    """Read a yes/no switch; None means the default."""
+    if value is None:
+        return default
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise BadSwitch(f"{name} must be yes or no, not {value.strip()!r}")
+
+
+def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
+    """Return (end of headers, start of body) for the entity at raw[start:end]."""
+    pos = start
+    while pos < end:
+        nl = raw.find(b"\n", pos, end)
+        line_end = end if nl < 0 else nl + 1
+        line = raw[pos:line_end]
+        if line in (b"\n", b"\r\n"):
+            return pos, line_end
+        if not (_HEADER_LINE.match(line) or line[:1] in (b" ", b"\t")):
+            raise Unreadable("a header line is malformed or the blank line after the headers is missing")
+        pos = line_end
+    return end, end  # headers only, no body
+
+
+def _delimiters(raw: bytes, start: int, end: int, boundary: str) -> Iterator[re.Match[bytes]]:
+    b = re.escape(boundary.encode("ascii", "surrogateescape"))
+    pattern = re.compile(rb"(?:\r?\n|^)--" + b + rb"(--)?[ \t]*(?=\r?\n|$)", re.M)
+    return pattern.finditer(raw, start, end)
+
+
+def _decoder(headers: Message) -> Callable[[bytes], bytes]:
+    cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower()
+    if cte in ("7bit", "8bit", "binary", ""):
+        return lambda body: body
+    if cte == "quoted-printable":
+        return binascii.a2b_qp
+    if cte == "base64":
+        def b64(body: bytes) -> bytes:
+            if not _B64_BODY.match(body):
+                raise Unreadable("a base64 part holds characters outside base64")
+            try:
+                return binascii.a2b_base64(body, strict_mode=False)
+            except binascii.Error as e:
+                raise Unreadable(f"a base64 part does not decode: {e}") from e
+        return b64
+    raise Unreadable(f"unknown Content-Transfer-Encoding {cte!r}")
+
+
+def _encoder(headers: Message, body: bytes, charset: str) -> Callable[[str], bytes]:
+    cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower()
+    newline = b"\r\n" if b"\r\n" in body else b"\n"
+
+    def to_bytes(text: str) -> bytes:
+        return text.encode(charset, "surrogateescape")
+
+    if cte == "quoted-printable":
+        return lambda text: binascii.b2a_qp(to_bytes(text), istext=True)
+    if cte == "base64":
+        first = body.strip().split(b"\n", 1)[0].rstrip(b"\r")
+        width = max(4, len(first) - len(first) % 4) if b"\n" in body.strip() else 76
+        trailing = body[len(body.rstrip()) :]
+
+        def b64(text: str) -> bytes:
+            data = binascii.b2a_base64(to_bytes(text), newline=False)
+            lines = [data[i : i + width] for i in range(0, len(data), width)]
+            return newline.join(lines) + trailing
+        return b64
+    return to_bytes
+
+
+class _Walker:
+    def __init__(self, raw: bytes, links: LinkTable, opts: Options) -> None:
+        self.raw, self.links, self.opts = raw, links, opts
+        self.parts: list[_Part] = []
+        self.types: list[str] = []
+
+    def entity(self, start: int, end: int, default_type: str = "text/plain") -> None:
+        header_end, body_start = _header_end(self.raw, start, end)
+        headers = email.parser.BytesHeaderParser(policy=compat32).parsebytes(self.raw[start:header_end])
+        if default_type != "text/plain" and "content-type" not in headers:
+            headers.set_default_type(default_type)
+        ctype = headers.get_content_type()
+        self.types.append(ctype)
+        if headers.get_content_maintype() == "multipart":
+            self.multipart(headers, body_start, end)
+        elif ctype in ("text/html", "text/plain") and not _is_attachment(headers):
+            self.text(headers, ctype, body_start, end)
+
+    def multipart(self, headers: Message, start: int, end: int) -> None:
+        boundary = headers.get_boundary()
+        if not boundary:
+            raise Unreadable("a multipart part has no boundary")
+        child_type = "message/rfc822" if headers.get_content_subtype() == "digest" else "text/plain"
+        part_start = None
+        closed = False
+        for m in _delimiters(self.raw, start, end, boundary):
+            if part_start is not None:
+                self.entity(part_start, m.start(), child_type)
+            if m.group(1):
+                closed = True
+                break
+            nl = self.raw.find(b"\n", m.end(), end)
+            part_start = end if nl < 0 else nl + 1
+        if part_start is None or not closed:
+            raise Unreadable(f"multipart boundary {boundary!r} is not opened and closed properly")
+
+    def text(self, headers: Message, ctype: str, start: int, end: int) -> None:
+        charset = headers.get_content_charset() or "us-ascii"
+        try:
+            codec = codecs.lookup(charset).name
+        except LookupError as e:
+            raise Unreadable(f"unknown charset {charset!r}") from e
+        body = self.raw[start:end]
+        data = _decoder(headers)(body)
+        text = data.decode(codec, "surrogateescape")
+        if text.encode(codec, "surrogateescape") != data:
+            raise Unreadable(f"the {charset} text does not re-encode to the same bytes")
+        scan = html_template if ctype == "text/html" else text_template
+        template = scan(text, self.links, self.opts)
+        self.parts.append(_Part(start, end, _encoder(headers, body, codec), template))
+
+
+def _is_attachment(headers: Message) -> bool:
+    return str(headers.get("content-disposition", "")).strip().lower().startswith("attachment")
+
+
+def _email_types(msg: Message) -> Iterator[str]:
+    yield msg.get_content_type()
+    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
+        for sub in msg.get_payload():
+            yield from _email_types(sub)
+
+
+def _defects(msg: Message) -> list[str]:
+    found = [type(d).__name__ for d in msg.defects]
+    if msg.get_content_maintype() == "multipart" and msg.is_multipart():
+        for sub in msg.get_payload():
+            found += _defects(sub)
+    return found
+
+
+def _decoded_header(msg: Message, name: str) -> str:
+    value = msg.get(name)
+    if value is None:
+        return ""
+    try:
+        return str(email.header.make_header(email.header.decode_header(str(value))))
+    except (UnicodeError, LookupError, email.errors.HeaderParseError):
+        return str(value)
+
+
+def _switch_lines(raw: bytes, header_end: int) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    while pos < header_end:
+        nl = raw.find(b"\n", pos, header_end)
+        line_end = header_end if nl < 0 else nl + 1
+        line = raw[pos:line_end]
+        if line[:1] in (b" ", b"\t") and spans and spans[-1][1] == pos:
+            spans[-1] = (spans[-1][0], line_end)  # a folded continuation of our header
+        elif line.split(b":", 1)[0].strip().lower().decode("latin-1") in SWITCHES:
+            spans.append((pos, line_end))
+        pos = line_end
+    return spans
+
+
+def prepare_mime(raw: bytes, opts: Options) -> Prepared:
+    """Scan a whole message once. Unreadable messages come back unchanged, with a warning."""
+    links = LinkTable()
+    msg = email.message_from_bytes(raw, policy=compat32)
+    opts = Options(
+        opts.base,
+        track_clicks=switch(msg.get(SWITCHES[0]), "X-Clicktrail-Trackclicks", opts.track_clicks),
+        track_opens=switch(msg.get(SWITCHES[1]), "X-Clicktrail-Trackopens", opts.track_opens),
+        scam_protection=opts.scam_protection,
+    )
+    prepared = Prepared(raw, links, track_clicks=opts.track_clicks, track_opens=opts.track_opens)
+    prepared.subject = _decoded_header(msg, "subject")
+    prepared.message_id = str(msg.get("message-id", "")).strip()
+    prepared.to = _decoded_header(msg, "to")
+    try:
+        header_end, _ = _header_end(raw, 0, len(raw))
+        walker = _Walker(raw, links, opts)
+        walker.entity(0, len(raw))
+        defects = _defects(msg)
+        if defects:
+            raise Unreadable("the email parser reports " + ", ".join(sorted(set(defects))))
+        if walker.types != list(_email_types(msg)):
+            raise Unreadable("the MIME tree is ambiguous")
+    except (Unreadable, UnicodeError, ValueError) as e:
+        prepared.links = LinkTable()
+        prepared.warnings.append(f"message passed through unchanged: {e}")
+        return prepared
+    prepared.parts = walker.parts
+    prepared.drop = _switch_lines(raw, header_end)
+    return prepared
+
+
+def prepare_html(raw: bytes, opts: Options, charset: str = "utf-8") -> Prepared:
+    """Scan bare HTML (no headers) once."""
+    links = LinkTable()
+    text = raw.decode(charset, "surrogateescape")
+    template = html_template(text, links, opts)
+    part = _Part(0, len(raw), lambda t: t.encode(charset, "surrogateescape"), template)
+    return Prepared(raw, links, parts=[part], track_clicks=opts.track_clicks, track_opens=opts.track_opens)
+
+
+def prepare(raw: bytes, opts: Options) -> Prepared:
+    """Scan a MIME message or bare HTML, whichever the input is."""
+    return prepare_mime(raw, opts) if looks_like_mime(raw) else prepare_html(raw, opts)

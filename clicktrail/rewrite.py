@@ -1,0 +1,217 @@
+"""Rewriting HTML and plain text: find every trackable URL once, stamp it per recipient.
+
+A document is scanned once into a ``Template``: the original text cut at the
+exact ranges of the URL values we replace, with a ``Slot`` in each cut.  Every
+other character of the original is kept as it was.  Rendering a template for
+one recipient only joins strings with that recipient's identifiers, so a
+campaign costs one scan, whatever the number of recipients.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+from . import htmlscan
+from .urls import Target, browser_url, is_placeholder
+
+CLICK, IMAGE = "click", "image"
+OPT_OUT_PRESENT = ("data-pm-no-track", "mc:disable-tracking", "ses:no-track")
+PIXEL_ATTRS = (
+    'width="1" height="1" alt="" border="0" style="display:block;width:1px;height:1px;'
+    'border:0;margin:0;padding:0;overflow:hidden"'
+)
+
+# Visible text that is itself an address: mail programs warn when such a
+# link points elsewhere, so it is not rewritten (scam prevention).
+_URL_TEXT = re.compile(
+    r"(?i)^(?:[a-z][a-z0-9+.-]*://)?[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\.?(?::\d+)?(?:[/?#]\S*)?$"
+)
+_INVISIBLE = "\u00a0\u200b\u200c\u200d\u2060\ufeff"
+# Plain text: a URL runs to whitespace or an angle bracket or quote.
+_TEXT_URL = re.compile(r"(?i)\bhttps?://[^\s<>\"]+")
+_TRAILING = ".,;:!?'*"
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+
+
+@dataclass(frozen=True)
+class Options:
+    base: str  # the click domain, e.g. https://clicks.example.com
+    track_clicks: bool = True
+    track_opens: bool = True
+    scam_protection: bool = True
+
+
+@dataclass
+class LinkTable:
+    """The distinct targets of one message; a link's index is its place here, from 1."""
+
+    links: list[tuple[str, str]] = field(default_factory=list)  # (kind, url)
+    _index: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def add(self, kind: str, url: str) -> int:
+        key = (kind, url)
+        if key not in self._index:
+            self.links.append(key)
+            self._index[key] = len(self.links)
+        return self._index[key]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one identifier goes: ``prefix + token + suffix`` replaces the cut."""
+
+    idx: int
+    prefix: str
+    suffix: str
+
+
+@dataclass
+class Template:
+    pieces: list[str | Slot]
+
+    @property
+    def changed(self) -> bool:
+        return any(isinstance(p, Slot) for p in self.pieces)
+
+    def render(self, token: Callable[[int], str]) -> str:
+        """Join the pieces, asking ``token(idx)`` for each slot's identifier."""
+        return "".join(p if isinstance(p, str) else p.prefix + token(p.idx) + p.suffix for p in self.pieces)
+
+
+def _escape_attr(value: str, quote: str) -> str:
+    value = value.replace("&", "&amp;")
+    if quote == '"':
+        return value.replace('"', "&quot;")
+    if quote == "'":
+        return value.replace("'", "&#39;")
+    for ch, ref in (('"', "&quot;"), ("'", "&#39;"), ("<", "&lt;"), ("=", "&#61;"), (">", "&gt;"), ("`", "&#96;")):
+        value = value.replace(ch, ref)
+    return value
+
+
+def _slot(idx: int, base: str, url: str, escape: Callable[[str], str]) -> Slot:
+    return Slot(idx, escape(base + "/"), escape("/" + Target(url).visible))
+
+
+def _trackable(raw: str, base: str) -> str | None:
+    if is_placeholder(raw):
+        return None
+    url = browser_url(raw)
+    if url is None or url.startswith(base + "/"):
+        return None
+    return url
+
+
+def looks_like_address(text: str) -> bool:
+    """True when link text reads as a URL or host name (``example.com``, ``https://…``)."""
+    text = text.strip(" \t\r\n\f" + _INVISIBLE)
+    return bool(text) and bool(_URL_TEXT.match(text))
+
+
+def _splice(text: str, edits: list[tuple[int, int, str | Slot]]) -> Template:
+    pieces: list[str | Slot] = []
+    pos = 0
+    for start, end, piece in sorted(edits, key=lambda e: (e[0], e[1])):
+        if start < pos:
+            continue  # overlapping edits cannot happen with a sound scan; never splice twice
+        pieces.append(text[pos:start])
+        pieces.append(piece)
+        pos = end
+    pieces.append(text[pos:])
+    return Template([p for p in pieces if p != ""])
+
+
+def _opted_out(tag: htmlscan.Tag, edits: list[tuple[int, int, str | Slot]]) -> bool:
+    ours = tag.attrs.get("data-clicktrail")
+    if ours is not None and ours.value.strip().lower() == "off":
+        edits.append((ours.lead, ours.span[1], ""))  # our marker is removed from the output
+        return True
+    vendor = tag.attrs.get("clicktracking")
+    if vendor is not None and vendor.value.strip().lower() == "off":
+        return True
+    return any(name in tag.attrs for name in OPT_OUT_PRESENT)
+
+
+def html_template(text: str, links: LinkTable, opts: Options) -> Template:
+    """Scan HTML once; every tracked href/src value becomes a slot, and the pixel is added."""
+    edits: list[tuple[int, int, str | Slot]] = []
+    body_end: int | None = None
+    anchor: tuple[htmlscan.Attr, str, list[str]] | None = None
+
+    def track(attr: htmlscan.Attr, kind: str, url: str) -> None:
+        assert attr.value_span is not None
+        slot = _slot(links.add(kind, url), opts.base, url, lambda v: _escape_attr(v, attr.quote))
+        edits.append((*attr.value_span, slot))
+
+    def close_anchor() -> None:
+        nonlocal anchor
+        if anchor is not None:
+            attr, url, texts = anchor
+            if not (opts.scam_protection and looks_like_address("".join(texts))):
+                track(attr, CLICK, url)
+            anchor = None
+
+    for item in htmlscan.scan(text):
+        if isinstance(item, htmlscan.Text):
+            if anchor is not None:
+                anchor[2].append(item.data)
+            continue
+        if item.kind == "end":
+            if item.name == "a":
+                close_anchor()
+            elif item.name == "body" and not item.in_comment:
+                body_end = item.start
+            continue
+        if item.kind != "start":
+            continue
+        if item.name == "a":
+            close_anchor()
+        is_link = item.name in ("a", "area") or item.name.startswith("v:")
+        attr_name = "href" if is_link else "src" if item.name == "img" else None
+        if attr_name is None or attr_name not in item.attrs:
+            continue
+        if (is_link and not opts.track_clicks) or (not is_link and not opts.track_opens):
+            continue
+        if _opted_out(item, edits):
+            continue
+        attr = item.attrs[attr_name]
+        url = _trackable(attr.value, opts.base)
+        if url is None or attr.value_span is None:
+            continue
+        if item.name == "a" and not item.in_comment:
+            anchor = (attr, url, [])  # decided at </a>, once its text is known
+        else:
+            track(attr, CLICK if is_link else IMAGE, url)
+    close_anchor()
+    if opts.track_opens:
+        at = len(text) if body_end is None else body_end
+        edits.append((at, at, Slot(0, f'<img src="{_escape_attr(opts.base, chr(34))}/', f'/o.gif" {PIXEL_ATTRS}>')))
+    return _splice(text, edits)
+
+
+def _trim_url(url: str) -> str:
+    while url:
+        last = url[-1]
+        if last in _TRAILING:
+            url = url[:-1]
+        elif last in _PAIRS and url.count(last) > url.count(_PAIRS[last]):
+            url = url[:-1]
+        else:
+            break
+    return url
+
+
+def text_template(text: str, links: LinkTable, opts: Options) -> Template:
+    """Scan plain text once; every bare or <bracketed> http(s) URL becomes a slot."""
+    edits: list[tuple[int, int, str | Slot]] = []
+    if opts.track_clicks:
+        for m in _TEXT_URL.finditer(text):
+            raw = _trim_url(m.group())
+            url = _trackable(raw, opts.base)
+            if url is None:
+                continue
+            idx = links.add(CLICK, url)
+            edits.append((m.start(), m.start() + len(raw), _slot(idx, opts.base, url, str)))
+    return _splice(text, edits)

@@ -1,0 +1,150 @@
+"""The Flask app and the tracking routes: click, image and open pixel.
+
+request → identifier (``Signer.verify``) → store (``Store.link``) → event →
+redirect.  The redirect target comes only from the store, found through an
+authenticated identifier; the request path after the identifier is shown for
+the reader's benefit and never read.  A tracking response never fails
+because logging failed: the event is spooled, the reader still lands.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from flask import Blueprint, Flask, Response, current_app, render_template, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import config as config_mod
+from .errors import ClicktrailError
+from .logstore import Event, Store
+from .rewrite import CLICK, Options
+from .tokens import PIXEL, Signer
+
+log = logging.getLogger(__name__)
+
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+NO_CACHE = {
+    "Cache-Control": "no-cache, no-store, must-revalidate, private, max-age=0",
+    "Pragma": "no-cache",
+    "Expires": "0",
+    "Referrer-Policy": "no-referrer",
+}
+
+bp = Blueprint("tracking", __name__)
+
+
+@dataclass
+class Clicktrail:
+    """What the routes need, built once per app."""
+
+    config: config_mod.Config
+    store: Store
+    signer: Signer
+
+    @property
+    def options(self) -> Options:
+        c = self.config
+        return Options(c["click_domain"], c["track_clicks"], c["track_opens"], c["scam_protection"])
+
+
+def ct() -> Clicktrail:
+    """The running app's clicktrail parts."""
+    return current_app.extensions["clicktrail"]  # type: ignore[no-any-return]
+
+
+def build(cfg: config_mod.Config) -> Clicktrail:
+    """Open the store (migrating it) and the signer for these settings."""
+    store = Store(cfg["database"], cfg["spool"], sync=cfg["sync"])
+    store.migrate()
+    signer = Signer(cfg["secret_key"].encode(), tuple(k.encode() for k in cfg["old_secret_keys"]))
+    return Clicktrail(cfg, store, signer)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: settings (``config`` overrides environment and file), store, routes."""
+    cfg = config_mod.load(overrides=config)
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = hashlib.sha256(b"clicktrail session\x00" + cfg["secret_key"].encode()).hexdigest()
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.config["SESSION_COOKIE_SECURE"] = cfg["click_domain"].startswith("https://")
+    app.extensions["clicktrail"] = build(cfg)
+    if cfg["trusted_proxies"]:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg["trusted_proxies"], x_proto=cfg["trusted_proxies"])  # type: ignore[method-assign]
+    app.register_blueprint(bp)
+    from . import stats
+
+    stats.init_app(app)
+
+    @app.errorhandler(404)
+    def not_found(_: Exception) -> tuple[str, int]:
+        return render_template("notfound.html"), 404
+
+    @app.errorhandler(405)
+    def not_allowed(_: Exception) -> tuple[str, int]:
+        return render_template("notfound.html"), 405
+
+    @app.errorhandler(ClicktrailError)
+    def bad_input(e: ClicktrailError) -> tuple[str, int]:
+        return render_template("error.html", message=e.message), e.status
+
+    return app
+
+
+def _record(event: Event) -> None:
+    if request.method == "HEAD":
+        return  # a HEAD answers the same but is not a view or a click
+    try:
+        ct().store.add_event(event)
+    except ClicktrailError as e:
+        log.error("event lost to a failing store and spool: %s", e)
+
+
+def _pixel() -> Response:
+    return Response(PIXEL_GIF, 200, {"Content-Type": "image/gif", **NO_CACHE})
+
+
+def _redirect(url: str) -> Response:
+    # Set the header ourselves: the URL is already exactly what the browser
+    # should request, and must reach it byte for byte.
+    resp = Response("", 302, {**NO_CACHE, "Content-Type": "text/plain; charset=utf-8"})
+    resp.autocorrect_location_header = False
+    resp.headers["Location"] = url
+    return resp
+
+
+@bp.route("/<token>", methods=["GET", "HEAD"])
+@bp.route("/<token>/", methods=["GET", "HEAD"])
+@bp.route("/<token>/<path:_shown>", methods=["GET", "HEAD"])
+def follow(token: str, _shown: str = "") -> Response | tuple[str, int]:
+    """A tracked click, image or open pixel."""
+    parts = ct()
+    ref = parts.signer.verify(token)
+    if ref is None:
+        return render_template("notfound.html"), 404
+    try:
+        found = parts.store.link(ref.attempt_id, ref.link_idx)
+    except sqlite3.Error as e:
+        log.error("link lookup failed: %s", e)
+        if ref.link_idx == PIXEL:
+            return _pixel()  # the pixel is always served
+        return render_template("error.html", message="Please try again in a moment."), 503
+    if found is None:
+        return render_template("notfound.html"), 404
+    kind, url = found
+    event = Event(
+        "click" if kind == CLICK else "open",
+        ref.attempt_id,
+        ref.link_idx,
+        url or None,
+        kind=None if kind == CLICK else kind,
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+    )
+    _record(event)
+    return _pixel() if ref.link_idx == PIXEL else _redirect(url)
