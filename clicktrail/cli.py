@@ -143,4 +143,5 @@ def demo(port: int, data: str, no_serve: bool) -> None:
     sys.stdout.flush()
     gunicorn = Path(sys.executable).with_name("gunicorn")
     os.execve(str(gunicorn), [str(gunicorn), "--workers", "2", "--bind", f"127.0.0.1:{port}",
-                              "--access-logfile", "-", "clicktrail.tracker:create_app()"], dict(os.environ))
+                              "--access-logfile", "-", "--no-control-socket",
+                              "clicktrail.tracker:create_app()"], dict(os.environ))
