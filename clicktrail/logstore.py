@@ -168,6 +168,14 @@ class Store:
             raise
         return max(v for v, _ in MIGRATIONS)
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run one read query (portable SQL, ``?`` placeholders) and return its rows."""
+        return self._connect().execute(sql, params).fetchall()
+
+    def write(self, sql_rows: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+        """Run several statements, each over its rows, in one transaction."""
+        self._write(sql_rows)
+
     def _write(self, sql_rows: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")
