@@ -1,0 +1,137 @@
+"""mime: text parts rewritten in place; everything else byte-identical."""
+
+import base64
+import binascii
+import email
+from email.policy import compat32
+
+import pytest
+
+from clicktrail.mime import BadSwitch, looks_like_mime, prepare
+from clicktrail.rewrite import Options
+
+BASE = "https://clicks.example.com"
+TOKEN = "T" * 24
+OPTS = Options(BASE)
+
+
+def render(raw: bytes, opts: Options = OPTS) -> bytes:
+    return prepare(raw, opts).render(lambda idx: TOKEN)
+
+
+def message(body_headers: str, body: bytes, extra: str = "", nl: str = "\n") -> bytes:
+    head = f"From: a@example.com{nl}To: b@example.com{nl}Subject: Hi{nl}{extra}MIME-Version: 1.0{nl}{body_headers}{nl}"
+    return head.encode() + nl.encode() + body
+
+
+def test_input_kind_is_detected() -> None:
+    assert looks_like_mime(b"From: a@example.com\nSubject: x\n\nbody")
+    assert looks_like_mime(b"\r\nReturn-Path: <a@b>\r\n\r\n")
+    assert not looks_like_mime(b"<!DOCTYPE html><html></html>")
+    assert not looks_like_mime(b"  <p>hi</p>")
+
+
+def test_plain_8bit_html_part_is_rewritten_and_headers_kept() -> None:
+    raw = message("Content-Type: text/html; charset=utf-8", b'<p>Gr\xc3\xbc\xc3\x9fe <a href="https://e.com/x">x</a></p>')
+    out = render(raw)
+    head, body = out.split(b"\n\n", 1)
+    assert head == raw.split(b"\n\n", 1)[0]
+    assert body.startswith(f'<p>Gr\xfc\xdfe <a href="{BASE}/{TOKEN}/x">x</a></p><img src='.encode("utf-8"))
+
+
+def test_quoted_printable_soft_break_inside_url_is_found_and_reencoded() -> None:
+    html = ('<html><body><a href=3D"https://example.com/account/verify?token=3Dabcdefghijklmnopqrstuv=\n'
+            'wxyz0123456789&amp;u=3D42">Verify</a></body></html>\n')
+    raw = message("Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: quoted-printable", html.encode())
+    p = prepare(raw, OPTS)
+    assert p.links.links == [("click", "https://example.com/account/verify?token=abcdefghijklmnopqrstuvwxyz0123456789&u=42")]
+    body = p.render(lambda idx: TOKEN).split(b"\n\n", 1)[1]
+    assert all(len(line) <= 76 for line in body.split(b"\n"))
+    decoded = binascii.a2b_qp(body).decode()
+    assert f'href="{BASE}/{TOKEN}/account/verify?token=abcdefghijklmnopqrstuvwxyz0123456789&amp;u=42"' in decoded
+    assert b"=3D" in body
+
+
+def test_base64_part_stays_base64_with_same_line_width() -> None:
+    html = '<html><body><p>Grüße</p><a href="https://example.com/b">B</a></body></html>'.encode()
+    b64 = base64.encodebytes(html)  # 76-character lines
+    raw = message("Content-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64", b64)
+    body = render(raw).split(b"\n\n", 1)[1]
+    decoded = base64.b64decode(body).decode("utf-8")
+    assert "Grüße" in decoded and f"{BASE}/{TOKEN}/b" in decoded
+    assert decoded.count("<img") == 1 and decoded.index("<img") < decoded.index("</body>")
+    assert max(len(line) for line in body.split(b"\n")) == 76
+
+
+def test_iso_8859_1_part_keeps_its_charset() -> None:
+    html = '<p>Café</p><a href="https://example.com/wiki/Café">Café</a>'.encode("latin-1")
+    raw = message("Content-Type: text/html; charset=iso-8859-1", html)
+    p = prepare(raw, Options(BASE, track_opens=False))
+    assert p.links.links == [("click", "https://example.com/wiki/Caf%C3%A9")]
+    body = p.render(lambda idx: TOKEN).split(b"\n\n", 1)[1]
+    assert body == f'<p>Café</p><a href="{BASE}/{TOKEN}/wiki/Caf%C3%A9">Café</a>'.encode("latin-1")
+
+
+def test_multipart_tree_with_attachments_and_rfc822_left_alone() -> None:
+    inner = b"From: x@example.com\nSubject: inner\nContent-Type: text/html\n\n<a href=\"https://inner.example/\">i</a>\n"
+    png = base64.encodebytes(b"\x89PNG fake image data https://not-a-link.example/")
+    raw = message(
+        'Content-Type: multipart/mixed; boundary="OUT"',
+        b"preamble\n--OUT\nContent-Type: multipart/alternative; boundary=\"IN\"\n\n"
+        b"--IN\nContent-Type: text/plain\n\nSee https://e.com/t\n"
+        b"--IN\nContent-Type: text/html\n\n<body><a href=\"https://e.com/h\">h</a></body>\n--IN--\n"
+        b"--OUT\nContent-Type: image/png\nContent-Transfer-Encoding: base64\n\n" + png +
+        b"--OUT\nContent-Type: message/rfc822\n\n" + inner +
+        b"--OUT\nContent-Type: text/plain\nContent-Disposition: attachment; filename=a.txt\n\nhttps://e.com/att\n"
+        b"--OUT--\nepilogue\n",
+    )
+    p = prepare(raw, OPTS)
+    assert p.links.links == [("click", "https://e.com/t"), ("click", "https://e.com/h")]
+    out = p.render(lambda idx: TOKEN)
+    for untouched in (png, inner, b"https://e.com/att", b"preamble\n", b"epilogue\n"):
+        assert untouched in out
+    tree = lambda m: [part.get_content_type() for part in m.walk()]  # noqa: E731
+    assert tree(email.message_from_bytes(out, policy=compat32)) == tree(email.message_from_bytes(raw, policy=compat32))
+
+
+def test_switch_headers_override_defaults_and_are_removed() -> None:
+    raw = message("Content-Type: text/html", b'<body><a href="https://e.com/x">x</a></body>',
+                  extra="X-Clicktrail-Trackclicks: no\nX-Clicktrail-Trackopens:\n yes\n")
+    p = prepare(raw, Options(BASE, track_clicks=True, track_opens=False))
+    assert (p.track_clicks, p.track_opens) == (False, True)
+    out = p.render(lambda idx: TOKEN)
+    assert b"X-Clicktrail" not in out and b'href="https://e.com/x"' in out and b"o.gif" in out
+    assert out.replace(b"\n", b"").startswith(raw.split(b"X-Clicktrail")[0].replace(b"\n", b""))
+
+
+def test_bad_switch_value_is_a_clear_error() -> None:
+    raw = message("Content-Type: text/html", b"<p>x</p>", extra="X-Clicktrail-Trackclicks: maybe\n")
+    with pytest.raises(BadSwitch, match="X-Clicktrail-Trackclicks must be yes or no"):
+        prepare(raw, OPTS)
+
+
+def test_crlf_message_keeps_crlf() -> None:
+    raw = message("Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable",
+                  b'<body><a href=3D"https://e.com/x">x</a>\r\n</body>\r\n', nl="\r\n")
+    out = render(raw)
+    assert b"\n" not in out.replace(b"\r\n", b"")
+    assert out.split(b"\r\n\r\n", 1)[0] == raw.split(b"\r\n\r\n", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'From: a@e.com\nContent-Type: multipart/mixed; boundary="X"\n\n--X\nContent-Type: text/html\n\n'
+        b'<a href="https://e.com/">x</a>\n',  # never closed
+        b"From: a@e.com\nContent-Type: multipart/mixed\n\n--X\n\nx\n--X--\n",  # no boundary parameter
+        b"From: a@e.com\nContent-Type: text/html\nContent-Transfer-Encoding: base64\n\n!!!not base64!!!\n",
+        b"From: a@e.com\nContent-Type: text/html; charset=no-such-charset\n\n<a href=\"https://e.com/\">x</a>\n",
+        b"From: a@e.com\nthis is not a header\n\n<a href=\"https://e.com/\">x</a>\n",
+        b"From: a@e.com\nContent-Type: text/html\nContent-Transfer-Encoding: x-uuencode\n\nbegin 644 x\n",
+    ],
+)
+def test_unreadable_messages_pass_through_unchanged_with_a_warning(raw: bytes) -> None:
+    p = prepare(raw, OPTS)
+    assert p.render(lambda idx: TOKEN) == raw
+    assert p.warnings and "unchanged" in p.warnings[0]
+    assert p.links.links == []

@@ -1,0 +1,120 @@
+"""tracker: clicks redirect exactly, opens are counted, forgeries go nowhere."""
+
+import re
+import sqlite3
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from clicktrail.messages import track
+from clicktrail.tracker import PIXEL_GIF, Clicktrail, create_app
+
+HTML = (b'<html><body><a href="https://shop.example.com/a%2Fb+c?q=1&amp;r=%C3%A9#frag">Shop</a>'
+        b'<img src="https://img.example.com/banner.png"></body></html>')
+
+
+def send(parts: Clicktrail, raw: bytes = HTML, recipients: tuple[str, ...] = ("ann@example.com",)) -> list[str]:
+    """Rewrite for the recipients; return each copy's tracked URLs (links, image, pixel) in order."""
+    result = track(parts.store, parts.signer, parts.options, raw, list(recipients), "spring")
+    return [re.findall(r'(?:href|src)="(https://clicks\.example\.com/[^"]+)"', c.data.decode()) for c in result.copies]
+
+
+def path(url: str) -> str:
+    return url.removeprefix("https://clicks.example.com").replace("&amp;", "&").split("#")[0]
+
+
+def test_click_logs_then_redirects_to_exactly_the_original(client: FlaskClient, parts: Clicktrail) -> None:
+    link, image, pixel = send(parts)[0]
+    assert link.endswith("/a%2Fb+c?q=1&amp;r=%C3%A9#frag")
+    resp = client.get(path(link), headers={"User-Agent": "Mail/1.0"})
+    assert resp.status_code == 302
+    assert resp.headers["Location"] == "https://shop.example.com/a%2Fb+c?q=1&r=%C3%A9#frag"
+    assert "no-store" in resp.headers["Cache-Control"]
+    (event,) = parts.store.events("click")
+    assert event["url"] == resp.headers["Location"] and event["recipient"] == "ann@example.com"
+    assert event["tag"] == "spring" and event["user_agent"] == "Mail/1.0" and event["ip"] == "127.0.0.1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", event["time"])
+
+
+def test_image_counts_as_open_and_redirects(client: FlaskClient, parts: Clicktrail) -> None:
+    _, image, _ = send(parts)[0]
+    resp = client.get(path(image))
+    assert resp.status_code == 302 and resp.headers["Location"] == "https://img.example.com/banner.png"
+    (event,) = parts.store.events("open")
+    assert event["kind"] == "image" and event["url"] == "https://img.example.com/banner.png"
+
+
+def test_pixel_is_a_gif_with_no_cache_and_counts(client: FlaskClient, parts: Clicktrail) -> None:
+    *_, pixel = send(parts)[0]
+    resp = client.get(path(pixel))
+    assert resp.status_code == 200 and resp.data == PIXEL_GIF and resp.mimetype == "image/gif"
+    assert "no-cache" in resp.headers["Cache-Control"]
+    assert [e["kind"] for e in parts.store.events("open")] == ["pixel"]
+
+
+def test_head_answers_the_same_but_is_not_counted(client: FlaskClient, parts: Clicktrail) -> None:
+    link, image, pixel = send(parts)[0]
+    assert client.head(path(link)).headers["Location"].startswith("https://shop.example.com/")
+    assert client.head(path(pixel)).status_code == 200
+    assert list(parts.store.events("click")) == [] and list(parts.store.events("open")) == []
+
+
+def test_each_recipient_has_own_identifiers(client: FlaskClient, parts: Clicktrail) -> None:
+    first, second = send(parts, recipients=("ann@example.com", "bob@example.com"))
+    assert first[0] != second[0]
+    client.get(path(second[0]))
+    assert [e["recipient"] for e in parts.store.events("click")] == ["bob@example.com"]
+
+
+@pytest.mark.parametrize("mangle", [
+    lambda p: p.replace(p[1:25], p[1:24] + ("A" if p[24] != "A" else "B")),  # altered identifier
+    lambda p: p[:24],  # truncated identifier
+    lambda p: "/" + "A" * 24 + "/sale",  # made-up identifier
+    lambda p: "/c?url=https%3A%2F%2Fevil.example.net%2F",  # classic open redirect
+    lambda p: "/redirect/https://evil.example.net/",
+])
+def test_forged_or_unknown_links_get_404_and_no_location(client: FlaskClient, parts: Clicktrail, mangle: Any) -> None:
+    link = send(parts)[0][0]
+    resp = client.get(mangle(path(link)))
+    assert resp.status_code == 404 and "Location" not in resp.headers
+    assert b"Not found" in resp.data
+    assert list(parts.store.events("click")) == []
+
+
+def test_appended_url_parameter_cannot_redirect_elsewhere(client: FlaskClient, parts: Clicktrail) -> None:
+    link = send(parts)[0][0]
+    resp = client.get(path(link).split("?")[0] + "?url=https://evil.example.net/")
+    assert resp.headers["Location"] == "https://shop.example.com/a%2Fb+c?q=1&r=%C3%A9#frag"
+
+
+def test_valid_identifier_of_another_install_is_refused(settings: dict[str, Any], parts: Clicktrail) -> None:
+    link = send(parts)[0][0]
+    other = create_app({**settings, "secret_key": "another-key"}).test_client()
+    assert other.get(path(link)).status_code == 404
+
+
+def test_click_still_redirects_and_pixel_served_when_logging_fails(
+    app: Flask, client: FlaskClient, parts: Clicktrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link, _, pixel = send(parts)[0]
+
+    def broken_write(*args: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(parts.store, "_write", broken_write)
+    assert client.get(path(link)).status_code == 302
+    assert client.get(path(pixel)).status_code == 200
+    monkeypatch.undo()
+    assert parts.store.replay() == 2
+    assert len(list(parts.store.events("click"))) == 1 and len(list(parts.store.events("open"))) == 1
+
+
+def test_trusted_proxy_count_decides_the_client_ip(settings: dict[str, Any]) -> None:
+    for proxies, expected in ((0, "127.0.0.1"), (1, "198.51.100.7")):
+        app = create_app({**settings, "trusted_proxies": proxies})
+        parts = app.extensions["clicktrail"]
+        link = send(parts)[0][0]
+        app.test_client().get(path(link), headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7"})
+        assert [e["ip"] for e in parts.store.events("click")][-1] == expected
