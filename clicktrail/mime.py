@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
 
+from .errors import BadInput
 from .rewrite import LinkTable, Options, Template, html_template, text_template
 
 SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
@@ -36,7 +37,7 @@ class Unreadable(Exception):
     """The message cannot be read exactly; it must pass through unchanged."""
 
 
-class BadSwitch(ValueError):
+class BadSwitch(BadInput):
     """A tracking switch header holds something other than yes or no."""
 
 
@@ -96,7 +97,7 @@ def switch(value: str | None, name: str, default: bool) -> bool:
         return True
     if v in _FALSE:
         return False
-    raise BadSwitch(f"{name} must be yes or no, not {value.strip()!r}")
+    raise BadSwitch(f"{name} must be yes or no, not {value.strip()!r}", field=name)
 
 
 def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:

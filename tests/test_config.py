@@ -1,0 +1,56 @@
+"""config: one table; environment over file over defaults; bad values named."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from clicktrail.config import SETTINGS, load
+from clicktrail.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_environment_over_file_over_default(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "ct.toml"
+    cfg_file.write_text('click_domain = "https://from-file.example.com"\ntrusted_proxies = 2\n')
+    env = {"CLICKTRAIL_CONFIG": str(cfg_file), "CLICKTRAIL_TRUSTED_PROXIES": "1",
+           "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")}
+    cfg = load(env)
+    assert cfg["trusted_proxies"] == 1
+    assert cfg["click_domain"] == "https://from-file.example.com"
+    assert cfg["track_clicks"] is True
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("CLICKTRAIL_CLICK_DOMAIN", "clicks.example.com"), ("CLICKTRAIL_CLICK_DOMAIN", "https://c.example.com/path"),
+     ("CLICKTRAIL_TRUSTED_PROXIES", "-1"), ("CLICKTRAIL_TRACK_OPENS", "maybe")],
+)
+def test_bad_value_names_the_setting(tmp_path: Path, name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load({name: value, "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")})
+
+
+def test_unknown_key_in_file_is_refused(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "ct.toml"
+    cfg_file.write_text("clik_domain = 'x'\n")
+    with pytest.raises(ConfigError, match="clik_domain"):
+        load({"CLICKTRAIL_CONFIG": str(cfg_file)})
+
+
+def test_secret_key_is_generated_once_beside_the_database_and_hidden(tmp_path: Path) -> None:
+    env = {"CLICKTRAIL_DATABASE": str(tmp_path / "data" / "ct.db"), "CLICKTRAIL_STATS_PASSWORD": "pw"}
+    first, second = load(env), load(env)
+    assert first["secret_key"] == second["secret_key"] and len(first["secret_key"]) >= 32
+    assert (tmp_path / "data" / "ct.db.secret").stat().st_mode & 0o777 == 0o600
+    assert first["secret_key"] not in repr(first) and "pw" not in repr(first)
+
+
+def test_readme_settings_table_matches_the_settings() -> None:
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("<!-- settings-table")[1].split("<!-- /settings-table -->")[0]
+    documented = re.findall(r"^\| `(CLICKTRAIL_[A-Z_]+)` \|", table, re.M)
+    assert documented == [s.env for s in SETTINGS]
+    for s in SETTINGS:
+        assert s.help in table, s.env
