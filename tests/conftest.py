@@ -15,6 +15,8 @@ from flask.testing import FlaskClient
 from clicktrail.tracker import Clicktrail, create_app
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "shared" / "corpus"
+if not (CORPUS / "MANIFEST.tsv").exists():  # the suite is meaningless without the shared mail corpus
+    raise RuntimeError(f"the test corpus is missing: expected ../shared/corpus beside the repo, at {CORPUS}")
 BASE = "https://clicks.example.com"
 
 
