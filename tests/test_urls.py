@@ -53,3 +53,14 @@ def test_tracked_url_keeps_path_query_and_fragment_visible() -> None:
     )
     assert Target("https://example.com/").visible == ""
     assert Target("https://example.com/?q").visible == "?q"
+
+
+@pytest.mark.parametrize("href", ["https://exa\x01mple.com/", "https://ex%41mple.com/", "https://a<b>.com/",
+                                  "https://a\x00b.com/", "https://[::1/"])
+def test_hosts_with_control_or_reserved_characters_are_refused(href: str) -> None:
+    assert browser_url(href) is None
+
+
+def test_ip_hosts_are_kept() -> None:
+    assert browser_url("http://[2001:db8::1]:8080/x") == "http://[2001:db8::1]:8080/x"
+    assert browser_url("http://192.0.2.1/x") == "http://192.0.2.1/x"
