@@ -7,12 +7,14 @@ the links, so every link we give out can be followed.
 
 from __future__ import annotations
 
+import email.parser
 import logging
 from dataclasses import dataclass, field
+from email.policy import compat32
 from typing import Sequence
 
 from .logstore import Attempt, Store, attempt_key, new_id
-from .mime import Prepared, prepare
+from .mime import Prepared, header_text, prepare
 from .rewrite import Options
 from .tokens import Signer
 
@@ -69,3 +71,12 @@ def track(
         copies.append(Copy(attempt_key(aid), who, stamp(prepared, signer, aid)))
     store.record_message(prepared.links.links, attempts)
     return Result(copies, prepared, list(prepared.warnings))
+
+
+def untouched(store: Store, raw: bytes, recipients: Sequence[str], tag: str | None = None) -> list[Copy]:
+    """Record one attempt per recipient for a message passed on byte for byte, with nothing tracked."""
+    headers = email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw)
+    subject, message_id = header_text(headers, "subject"), str(headers.get("message-id", "")).strip()
+    attempts = [Attempt(new_id(), r, subject or None, message_id or None, tag, False, False) for r in recipients]
+    store.record_message([], attempts)
+    return [Copy(attempt_key(a.id), a.recipient, raw) for a in attempts]
