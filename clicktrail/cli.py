@@ -159,15 +159,16 @@ def smtp(listen: str | None, upstream: str | None) -> None:
     from .relay import Relay
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
     overrides = {k: v for k, v in (("smtp_listen", listen), ("smtp_upstream", upstream)) if v}
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # before any thread starts, so only sigwait below sees them
     try:
         relay = Relay(build(config_mod.load(overrides=overrides)))
         relay.start()
     except ClicktrailError as e:
         raise click.ClickException(e.message) from e
     click.echo(f"SMTP relay on {relay.cfg['smtp_listen']}, forwarding to {relay.cfg['smtp_upstream']}", err=True)
-    stop = {signal.SIGINT, signal.SIGTERM}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop)
     signal.sigwait(stop)
     click.echo("stopping: finishing messages in flight", err=True)
     relay.stop()

@@ -7,6 +7,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -16,16 +17,19 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from click.testing import CliRunner
 from conftest import BASE, need
 from flask.testing import FlaskClient
 from servers import free_port
 
 from clicktrail import config as config_mod
 from clicktrail import smtpusers
+from clicktrail.cli import main
+from clicktrail.delivery import Outcome, Upstream, deliver, summary
 from clicktrail.errors import ConfigError
 from clicktrail.logstore import Store
-from clicktrail.messages import track
-from clicktrail.relay import Relay, Upstream, deliver, summary
+from clicktrail.messages import Copy, track
+from clicktrail.relay import Relay
 from clicktrail.tracker import build
 
 SHOP = "https://shop.example.com/sale?id=7"
@@ -224,9 +228,6 @@ def test_partly_refused_message_is_refused_and_its_retry_skips_the_copies_delive
 
 
 def test_summary_never_says_250_unless_every_copy_went() -> None:
-    from clicktrail.messages import Copy
-    from clicktrail.relay import Outcome
-
     ok, c = Outcome(Copy("1" * 16, "a@x", b""), 250, "2.0.0 Ok"), Copy("2" * 16, "b@x", b"")
     assert summary([ok]).startswith("250 ")
     assert summary([ok, Outcome(c, 550, "5.1.1 unknown")]).startswith("550 5.1.1 unknown")
@@ -403,3 +404,31 @@ def test_relay_settings_are_checked_at_start(settings: dict[str, Any]) -> None:
         config_mod.load(environ={}, overrides={**settings, "smtp_listen": "localhost"})
     with pytest.raises(ConfigError, match="smtp_upstream_tls"):
         config_mod.load(environ={}, overrides={**settings, "smtp_upstream_tls": "maybe"})
+
+
+def test_clicktrail_smtp_command_relays_until_sigterm_and_logs_show_deliveries(
+        upstream: Callable[..., Upstream_], env: dict[str, str], store: Store) -> None:
+    up = upstream()
+    port = free_port()
+    exe = str(Path(sys.executable).with_name("clicktrail"))
+    proc = subprocess.Popen([exe, "smtp", "--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{up.port}"],
+                            env={**env, "CLICKTRAIL_SMTP_HOSTNAME": "relay.test", "PATH": "/usr/bin:/bin"},
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        while line and not line.startswith("SMTP relay on"):
+            line = proc.stderr.readline()
+        assert line.startswith(f"SMTP relay on 127.0.0.1:{port}, forwarding to 127.0.0.1:{up.port}")
+        add_login(store)
+        with smtplib.SMTP("127.0.0.1", port, "client.test", timeout=30) as c:
+            c.login("app", "app-pass")
+            c.sendmail("bounces@shop.example.com", ["ann@example.com"], message())
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert len(up.received) == 1
+    out = CliRunner().invoke(main, ["logs", "deliveries"])
+    assert out.exit_code == 0 and '"recipient": "ann@example.com"' in out.output and '"type": "delivery"' in out.output
+    assert CliRunner().invoke(main, ["logs", "failures"]).output == ""
