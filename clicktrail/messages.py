@@ -8,9 +8,9 @@ the links, so every link we give out can be followed.
 from __future__ import annotations
 
 import email.parser
+import email.policy
 import logging
 from dataclasses import dataclass, field
-from email.policy import compat32
 from typing import Sequence
 
 from .logstore import Attempt, Store, attempt_key, new_id
@@ -75,7 +75,7 @@ def track(
 
 def untouched(store: Store, raw: bytes, recipients: Sequence[str], tag: str | None = None) -> list[Copy]:
     """Record one attempt per recipient for a message passed on byte for byte, with nothing tracked."""
-    headers = email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw)
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
     subject, message_id = header_text(headers, "subject"), str(headers.get("message-id", "")).strip()
     attempts = [Attempt(new_id(), r, subject or None, message_id or None, tag, False, False) for r in recipients]
     store.record_message([], attempts)
