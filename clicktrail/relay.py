@@ -209,10 +209,10 @@ class Relay:
         now = utcnow()
         since = (datetime.now(UTC) - RETRY_WINDOW).isoformat(timespec="microseconds")
         try:
-            self.parts.store.write([
+            self.parts.store.write([  # expired marks go first, so an old one cannot shadow a new one
+                ("DELETE FROM relay_sent WHERE ts < ?", [(since,)]),
                 ("INSERT INTO relay_sent (digest, attempt_id, ts) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
                  [(d, a, now) for d, a in sent]),
-                ("DELETE FROM relay_sent WHERE ts < ?", [(since,)]),
             ])
         except sqlite3.Error as e:  # the copies went; at worst a retry sends them again
             log.error("delivered copies not remembered: %s", e)

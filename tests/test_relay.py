@@ -225,6 +225,8 @@ def test_partly_refused_message_is_refused_and_its_retry_skips_the_copies_delive
     assert [rcpts for _, rcpts, _ in up.received] == [["ann@example.com"], ["bob@example.com"]]
     assert sorted(e["recipient"] for e in events(store, "delivery")) == ["ann@example.com", "bob@example.com"]
     assert [e["recipient"] for e in events(store, "failure")] == ["bob@example.com"]
+    assert send(r, message("X-Mailer: other\r\n"), ["ann@example.com"]) == {}  # another message is not a retry
+    assert len(up.received) == 3
 
 
 def test_summary_never_says_250_unless_every_copy_went() -> None:
