@@ -194,6 +194,18 @@ def test_upstream_down_gives_the_client_451_and_logs_no_delivery(
     assert all(f["detail"].startswith("451 4.4.1 upstream 127.0.0.1:") for f in failures)
 
 
+def test_an_upstream_that_never_answers_gives_451(relay: Callable[..., Relay], store: Store) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) but never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        r = relay(silent.getsockname()[1], smtp_upstream_timeout=1)
+        add_login(store)
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            send(r, message(), ["ann@example.com"])
+    assert e.value.smtp_code == 451 and b"timed out" in e.value.smtp_error
+    assert events(store, "delivery") == [] and len(events(store, "failure")) == 1
+
+
 def test_an_upstream_refusal_reaches_the_client_with_its_code(
         upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
     up = upstream()
