@@ -19,7 +19,8 @@ from .errors import ClicktrailError
 from .messages import track
 from .tracker import Clicktrail, build
 
-LOG_KINDS = ("clicks", "opens", "attempts")
+LOG_KINDS = ("clicks", "opens", "attempts", "deliveries", "failures")
+EVENT_TYPES = {"clicks": "click", "opens": "open", "deliveries": "delivery", "failures": "failure"}
 
 
 def _parts() -> Clicktrail:
@@ -70,10 +71,10 @@ def rewrite(recipient: str | None, tag: str | None, file: Any) -> None:
 @click.argument("kind", type=click.Choice(LOG_KINDS))
 @click.option("--since", metavar="ISO8601", help="Only events at or after this time.")
 def logs(kind: str, since: str | None) -> None:
-    """Print a raw log (clicks, opens or attempts) as JSON Lines."""
+    """Print a raw log (clicks, opens, attempts, deliveries or failures) as JSON Lines."""
     since_ts = iso_time(since) if since else None
     store = _parts().store
-    rows = store.attempts(since_ts) if kind == "attempts" else store.events(kind.rstrip("s"), since_ts)
+    rows = store.attempts(since_ts) if kind == "attempts" else store.events(EVENT_TYPES[kind], since_ts)
     write = sys.stdout.write
     for row in rows:
         row.pop("seq", None)
@@ -146,3 +147,76 @@ def demo(port: int, data: str, no_serve: bool) -> None:
     os.execve(str(gunicorn), [str(gunicorn), "--workers", "2", "--bind", f"127.0.0.1:{port}",
                               "--access-logfile", "-", "--no-control-socket",
                               "clicktrail.tracker:create_app()"], dict(os.environ))
+
+
+@main.command()
+@click.option("--listen", metavar="HOST:PORT", help="Address to listen on (default: CLICKTRAIL_SMTP_LISTEN).")
+@click.option("--upstream", metavar="HOST:PORT", help="Mail server to forward to (default: CLICKTRAIL_SMTP_UPSTREAM).")
+def smtp(listen: str | None, upstream: str | None) -> None:
+    """Run the SMTP relay: track each message in transit and forward it upstream."""
+    import logging
+    import signal
+
+    from .relay import Relay
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-connection chatter
+    overrides = {k: v for k, v in (("smtp_listen", listen), ("smtp_upstream", upstream)) if v}
+    stop = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # before any thread starts, so only sigwait below sees them
+    try:
+        relay = Relay(build(config_mod.load(overrides=overrides)))
+        relay.start()
+    except ClicktrailError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"SMTP relay on {relay.cfg['smtp_listen']}, forwarding to {relay.cfg['smtp_upstream']}", err=True)
+    signal.sigwait(stop)
+    click.echo("stopping: finishing messages in flight", err=True)
+    relay.stop()
+
+
+@main.group("smtp-users")
+def smtp_users() -> None:
+    """Logins of the SMTP relay, each with its own tracking defaults."""
+
+
+@smtp_users.command("add")
+@click.argument("name")
+@click.option("--clicks/--no-clicks", default=True, show_default=True, help="Track clicks in this login's mail.")
+@click.option("--opens/--no-opens", default=True, show_default=True, help="Track opens in this login's mail.")
+def smtp_users_add(name: str, clicks: bool, opens: bool) -> None:
+    """Add a login; the password is read from stdin (one line) or prompted for."""
+    from . import smtpusers
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        smtpusers.add(_parts().store, name, password, clicks, opens)
+    except ClicktrailError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"added {name} (clicks {'on' if clicks else 'off'}, opens {'on' if opens else 'off'})")
+
+
+@smtp_users.command("list")
+def smtp_users_list() -> None:
+    """List the logins with their tracking defaults."""
+    from . import smtpusers
+
+    for login in smtpusers.all_logins(_parts().store):
+        clicks, opens = ("on" if login.track_clicks else "off"), ("on" if login.track_opens else "off")
+        click.echo(f"{login.name}\tclicks {clicks}\topens {opens}\tadded {login.created}")
+
+
+@smtp_users.command("remove")
+@click.argument("name")
+def smtp_users_remove(name: str) -> None:
+    """Remove a login."""
+    from . import smtpusers
+
+    try:
+        smtpusers.remove(_parts().store, name)
+    except ClicktrailError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"removed {name}")

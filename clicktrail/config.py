@@ -52,6 +52,20 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _hostport(value: Any) -> str:
+    host, sep, port = str(value).strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:2525 or [::1]:2525")
+    return f"{host}:{int(port)}"
+
+
+def _upstream_tls(value: Any) -> str:
+    v = str(value).strip().lower()
+    if v not in ("none", "starttls", "tls"):
+        raise ValueError("expected none, starttls or tls")
+    return v
+
+
 def _keys(value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list) else str(value).split(",")
     return tuple(k.strip() for k in items if k.strip())
@@ -91,6 +105,23 @@ SETTINGS = (
             "Append-only file for events the database could not take; default: the database path + .spool."),
     Setting("sync", _bool, True,
             "Wait for the disk on every event write (SQLite synchronous=FULL); off trades power-loss safety for speed."),
+    Setting("smtp_listen", _hostport, "127.0.0.1:2525", "Address (HOST:PORT) the SMTP relay listens on."),
+    Setting("smtp_upstream", _hostport, None, "The mail server (HOST:PORT) the SMTP relay forwards to."),
+    Setting("smtp_upstream_tls", _upstream_tls, "none",
+            "TLS towards the upstream: none, starttls, or tls (TLS from the first byte, port 465)."),
+    Setting("smtp_upstream_user", _text, None, "Login for AUTH towards the upstream; none means no AUTH."),
+    Setting("smtp_upstream_password", _text, None, "Password for AUTH towards the upstream.", secret=True),
+    Setting("smtp_upstream_cafile", _text, None,
+            "CA certificates (PEM) that verify the upstream's certificate; default: the system's."),
+    Setting("smtp_upstream_timeout", _int, 60, "Seconds to wait for the upstream before answering the client 451."),
+    Setting("smtp_tls_cert", _text, None, "Certificate chain (PEM) the relay offers with STARTTLS."),
+    Setting("smtp_tls_key", _text, None, "Private key (PEM) of the relay's STARTTLS certificate."),
+    Setting("smtp_loopback_open", _bool, False,
+            "Let clients send without AUTH when the relay listens on a loopback address."),
+    Setting("smtp_rewrite_dkim", _bool, False,
+            "Rewrite messages that carry a DKIM-Signature (the broken signature is removed) instead of passing them."),
+    Setting("smtp_max_size", _int, 26214400, "Largest message the relay accepts, in bytes; larger ones get 552."),
+    Setting("smtp_hostname", _text, None, "Name the relay greets with and sends in EHLO; default: this host's name."),
 )
 _BY_ENV = {s.env: s for s in SETTINGS}
 

@@ -68,6 +68,21 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE INDEX events_type_seq ON events (type, seq)",
         "CREATE INDEX events_attempt ON events (attempt_id, type)",
     ]),
+    (3, [  # the SMTP relay: its logins (smtpusers.py), and copies already delivered (relay.py)
+        """CREATE TABLE smtp_users (
+            name TEXT PRIMARY KEY,
+            password TEXT NOT NULL,
+            track_clicks INTEGER NOT NULL,
+            track_opens INTEGER NOT NULL,
+            created TEXT NOT NULL
+        )""",
+        """CREATE TABLE relay_sent (
+            digest TEXT PRIMARY KEY,
+            attempt_id BIGINT NOT NULL,
+            ts TEXT NOT NULL
+        )""",
+        "CREATE INDEX relay_sent_ts ON relay_sent (ts)",
+    ]),
 ]
 SQLITE = {"serial": "INTEGER PRIMARY KEY"}
 EVENT_TYPES = ("click", "open", "delivery", "failure")

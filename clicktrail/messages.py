@@ -7,6 +7,8 @@ the links, so every link we give out can be followed.
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 
 from .errors import StoreUnavailable
 from .logstore import Attempt, Store, attempt_key, new_id
-from .mime import Prepared, prepare
+from .mime import Prepared, header_text, prepare
 from .rewrite import Options
 from .tokens import Signer
 
@@ -74,3 +76,12 @@ def track(
     except sqlite3.Error as e:
         raise StoreUnavailable(f"the message was not rewritten: the store cannot record it ({e})") from e
     return Result(copies, prepared, list(prepared.warnings))
+
+
+def untouched(store: Store, raw: bytes, recipients: Sequence[str], tag: str | None = None) -> list[Copy]:
+    """Record one attempt per recipient for a message passed on byte for byte, with nothing tracked."""
+    headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+    subject, message_id = header_text(headers, "subject"), str(headers.get("message-id", "")).strip()
+    attempts = [Attempt(new_id(), r, subject or None, message_id or None, tag, False, False) for r in recipients]
+    store.record_message([], attempts)
+    return [Copy(attempt_key(a.id), a.recipient, raw) for a in attempts]

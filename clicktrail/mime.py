@@ -237,7 +237,8 @@ def _defects(msg: Message) -> list[str]:
     return found
 
 
-def _decoded_header(msg: Message, name: str) -> str:
+def header_text(msg: Message, name: str) -> str:
+    """A header's value with encoded words decoded; "" when absent."""
     value = msg.get(name)
     if value is None:
         return ""
@@ -247,7 +248,7 @@ def _decoded_header(msg: Message, name: str) -> str:
         return str(value)
 
 
-def _switch_lines(raw: bytes, header_end: int) -> list[tuple[int, int]]:
+def _switch_lines(raw: bytes, header_end: int, names: tuple[str, ...] = SWITCHES) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     pos = 0
     while pos < header_end:
@@ -256,10 +257,24 @@ def _switch_lines(raw: bytes, header_end: int) -> list[tuple[int, int]]:
         line = raw[pos:line_end]
         if line[:1] in (b" ", b"\t") and spans and spans[-1][1] == pos:
             spans[-1] = (spans[-1][0], line_end)  # a folded continuation of our header
-        elif line.split(b":", 1)[0].strip().lower().decode("latin-1") in SWITCHES:
+        elif line.split(b":", 1)[0].strip().lower().decode("latin-1") in names:
             spans.append((pos, line_end))
         pos = line_end
     return spans
+
+
+def drop_headers(raw: bytes, names: tuple[str, ...]) -> bytes:
+    """The message without its top-level header fields of these lower-case names; unreadable ones unchanged."""
+    try:
+        header_end, _ = _header_end(raw, 0, len(raw))
+    except Unreadable:
+        return raw
+    out, pos = [], 0
+    for start, end in _switch_lines(raw, header_end, names):
+        out.append(raw[pos:start])
+        pos = end
+    out.append(raw[pos:])
+    return b"".join(out)
 
 
 def prepare_mime(raw: bytes, opts: Options) -> Prepared:
@@ -273,9 +288,9 @@ def prepare_mime(raw: bytes, opts: Options) -> Prepared:
         scam_protection=opts.scam_protection,
     )
     prepared = Prepared(raw, links, track_clicks=opts.track_clicks, track_opens=opts.track_opens)
-    prepared.subject = _decoded_header(msg, "subject")
+    prepared.subject = header_text(msg, "subject")
     prepared.message_id = str(msg.get("message-id", "")).strip()
-    prepared.to = _decoded_header(msg, "to")
+    prepared.to = header_text(msg, "to")
     try:
         header_end, _ = _header_end(raw, 0, len(raw))
         walker = _Walker(raw, links, opts)
