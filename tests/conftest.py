@@ -39,9 +39,20 @@ def settings(tmp_path: Path) -> dict[str, Any]:
     }
 
 
+class ClickClient(FlaskClient):
+    """A test client that, like a reader's browser, sends requests to the click domain (Host from BASE)."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if args and isinstance(args[0], str) and "://" not in args[0] and "base_url" not in kwargs:
+            kwargs["base_url"] = BASE
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
 def app(settings: dict[str, Any]) -> Flask:
-    return create_app(settings)
+    app = create_app(settings)
+    app.test_client_class = ClickClient  # the tracker answers only on its click domains, not on "localhost"
+    return app
 
 
 @pytest.fixture
