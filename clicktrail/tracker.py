@@ -113,10 +113,20 @@ def _pixel() -> Response:
     return Response(PIXEL_GIF, 200, {"Content-Type": "image/gif", **NO_CACHE})
 
 
+class _ExactRedirect(Response):
+    """A redirect whose Location goes out as stored: Werkzeug's IRI-to-URI pass
+    would drop an empty ``?`` or ``#`` and escape ``|``, ``[``, ``]``, ``^``."""
+
+    def get_wsgi_headers(self, environ: Any) -> Any:
+        headers = super().get_wsgi_headers(environ)
+        headers["Location"] = self.headers["Location"]
+        return headers
+
+
 def _redirect(url: str) -> Response:
     # Set the header ourselves: the URL is already exactly what the browser
     # should request, and must reach it byte for byte.
-    resp = Response("", 302, {**NO_CACHE, "Content-Type": "text/plain; charset=utf-8"})
+    resp = _ExactRedirect("", 302, {**NO_CACHE, "Content-Type": "text/plain; charset=utf-8"})
     resp.autocorrect_location_header = False
     resp.headers["Location"] = url
     return resp
