@@ -241,6 +241,10 @@ def _addresses(name: str, server: tuple[str, int], timeout: float) -> tuple[list
     return records, exists
 
 
+def _ordered(addresses: set[str]) -> list[str]:
+    return sorted(addresses, key=lambda a: (":" in a, a))  # IPv4 first
+
+
 def check(domain: str, target: str, server: tuple[str, int], timeout: float = 3.0) -> Report:
     """Tell whether ``domain`` points at the tracker host ``target`` (CNAME, or the same addresses)."""
     name = _host_name(urlsplit(parse_base(domain)).hostname or "")
@@ -255,15 +259,16 @@ def check(domain: str, target: str, server: tuple[str, int], timeout: float = 3.
     if target in aliases:
         return Report(True, [f"ok: {name} is an alias (CNAME) of {target}"])
     if addrs & target_addrs:
-        return Report(True, [f"ok: {name} points at {', '.join(sorted(addrs & target_addrs))}, an address of {target}"])
+        shared = ", ".join(_ordered(addrs & target_addrs))
+        return Report(True, [f"ok: {name} points at {shared}, an address of {target}"])
     if not exists:
         lines = [f"{name} does not exist in DNS (NXDOMAIN)."]
     elif not records:
         lines = [f"{name} has no CNAME, A or AAAA record."]
     else:
-        now = ", ".join([f"CNAME {a}" for a in aliases] + sorted(addrs))
-        lines = [f"{name} points at {now}, not at {target}" + (f" ({', '.join(sorted(target_addrs))})."
-                                                              if target_addrs else ".")]
+        now = ", ".join([f"CNAME {a}" for a in aliases] + _ordered(addrs))
+        known = f" ({', '.join(_ordered(target_addrs))})" if target_addrs else ""
+        lines = [f"{name} points at {now}, not at {target}{known}."]
     if target in target_addrs:  # the tracker is known by an address only: no CNAME possible
         kind = "AAAA" if ":" in target else "A"
         lines += ["Create this record (replacing any other CNAME, A or AAAA record of the name):",
@@ -273,5 +278,5 @@ def check(domain: str, target: str, server: tuple[str, int], timeout: float = 3.
                   f"  {name}. 3600 IN CNAME {target}."]
         if target_addrs:
             lines.append("At a zone apex, where a CNAME is not allowed, create instead:")
-            lines += [f"  {name}. 3600 IN {'AAAA' if ':' in a else 'A'} {a}" for a in sorted(target_addrs)]
+            lines += [f"  {name}. 3600 IN {'AAAA' if ':' in a else 'A'} {a}" for a in _ordered(target_addrs)]
     return Report(False, lines)

@@ -40,19 +40,29 @@ def settings(tmp_path: Path) -> dict[str, Any]:
 
 
 class ClickClient(FlaskClient):
-    """A test client that, like a reader's browser, sends requests to the click domain (Host from BASE)."""
+    """A test client that, like a reader's browser, sends requests to the app's click domain.
+
+    The tracker answers only on its click domains, not on Flask's default "localhost";
+    a test may still pass ``base_url=`` or a ``Host`` header of its own.
+    """
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
-        if args and isinstance(args[0], str) and "://" not in args[0] and "base_url" not in kwargs:
-            kwargs["base_url"] = BASE
+        path = args[0] if args else kwargs.get("path")
+        parts = self.application.extensions.get("clicktrail")
+        if isinstance(path, str) and "://" not in path and "base_url" not in kwargs and parts is not None:
+            kwargs["base_url"] = parts.config["click_domain"]
         return super().open(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def click_domain_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Flask test client of the suite requests the app's click domain."""
+    monkeypatch.setattr(Flask, "test_client_class", ClickClient)
 
 
 @pytest.fixture
 def app(settings: dict[str, Any]) -> Flask:
-    app = create_app(settings)
-    app.test_client_class = ClickClient  # the tracker answers only on its click domains, not on "localhost"
-    return app
+    return create_app(settings)
 
 
 @pytest.fixture
