@@ -6,6 +6,7 @@ import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -49,7 +50,7 @@ class ClickClient(FlaskClient):
     def open(self, *args: Any, **kwargs: Any) -> Any:
         path = args[0] if args else kwargs.get("path")
         parts = self.application.extensions.get("clicktrail")
-        if isinstance(path, str) and "://" not in path and "base_url" not in kwargs and parts is not None:
+        if isinstance(path, str) and not urlsplit(path).netloc and "base_url" not in kwargs and parts is not None:
             kwargs["base_url"] = parts.config["click_domain"]
         return super().open(*args, **kwargs)
 
