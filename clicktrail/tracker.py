@@ -100,6 +100,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+class _ExactRedirect(Response):
+    """A redirect whose Location goes out as stored: Werkzeug's IRI-to-URI pass
+    would drop an empty ``?`` or ``#`` and escape ``|``, ``[``, ``]``, ``^``."""
+
+    def get_wsgi_headers(self, environ: Any) -> Any:
+        headers = super().get_wsgi_headers(environ)
+        headers["Location"] = self.headers["Location"]
+        return headers
+
+
 def _record(event: Event) -> None:
     if request.method == "HEAD":
         return  # a HEAD answers the same but is not a view or a click
@@ -111,16 +121,6 @@ def _record(event: Event) -> None:
 
 def _pixel() -> Response:
     return Response(PIXEL_GIF, 200, {"Content-Type": "image/gif", **NO_CACHE})
-
-
-class _ExactRedirect(Response):
-    """A redirect whose Location goes out as stored: Werkzeug's IRI-to-URI pass
-    would drop an empty ``?`` or ``#`` and escape ``|``, ``[``, ``]``, ``^``."""
-
-    def get_wsgi_headers(self, environ: Any) -> Any:
-        headers = super().get_wsgi_headers(environ)
-        headers["Location"] = self.headers["Location"]
-        return headers
 
 
 def _redirect(url: str) -> Response:
