@@ -47,12 +47,22 @@ class ClickClient(FlaskClient):
     a test may still pass ``base_url=`` or a ``Host`` header of its own.
     """
 
+    def _click_domain(self) -> str | None:
+        parts = self.application.extensions.get("clicktrail")
+        return None if parts is None else str(parts.config["click_domain"])
+
     def open(self, *args: Any, **kwargs: Any) -> Any:
         path = args[0] if args else kwargs.get("path")
-        parts = self.application.extensions.get("clicktrail")
-        if isinstance(path, str) and not urlsplit(path).netloc and "base_url" not in kwargs and parts is not None:
-            kwargs["base_url"] = parts.config["click_domain"]
+        base = self._click_domain()
+        if isinstance(path, str) and not urlsplit(path).netloc and "base_url" not in kwargs and base:
+            kwargs["base_url"] = base
         return super().open(*args, **kwargs)
+
+    def session_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        base = self._click_domain()
+        if not args and "base_url" not in kwargs and base:  # the session cookie belongs to the click domain
+            kwargs["base_url"] = base
+        return super().session_transaction(*args, **kwargs)
 
 
 @pytest.fixture(autouse=True)

@@ -78,12 +78,18 @@ def zone() -> Zone:
 @pytest.fixture
 def resolver(zone: Zone) -> Iterator[str]:
     """A DNS server on 127.0.0.1 (UDP and TCP, one port) answering from ``zone``; yields its address."""
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    port = udp.getsockname()[1]
-    tcp = socket.socket()
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind(("127.0.0.1", port))
+    for _ in range(20):  # a free UDP port whose TCP twin is free too
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket()
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            tcp.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            udp.close()
+            tcp.close()
     tcp.listen()
     stop = threading.Event()
 

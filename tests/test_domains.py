@@ -256,3 +256,9 @@ def test_cli_errors_name_the_problem(env: dict[str, str], args: list[str], messa
     out = CliRunner().invoke(main, ["domains", *args])
     assert out.exit_code != 0 and message in out.output
     assert "Traceback" not in out.output
+
+
+def test_the_suites_test_client_keeps_its_session_on_the_click_domain(client: FlaskClient) -> None:
+    with client.session_transaction() as session:
+        session["stats"] = True
+    assert client.get("/stats").status_code == 200
