@@ -24,3 +24,5 @@ forwarded_allow_ips = "127.0.0.1,::1"
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+# Managed by systemd (restart, reload with HUP): no control socket needed.
+control_socket_disable = True
