@@ -220,3 +220,99 @@ def smtp_users_remove(name: str) -> None:
     except ClicktrailError as e:
         raise click.ClickException(e.message) from e
     click.echo(f"removed {name}")
+@main.group()
+def domains() -> None:
+    """Click domains of sender identities, and the DNS records they need."""
+
+
+def _identity(from_: str | None, login: str | None, api_key: str | None) -> tuple[str, str]:
+    given = [(k, v) for k, v in (("from", from_), ("login", login), ("api_key", api_key)) if v is not None]
+    if len(given) != 1:
+        raise click.UsageError("name exactly one sender identity: --from DOMAIN, --login LOGIN or --api-key NAME")
+    return given[0]
+
+
+_FROM = click.option("--from", "from_", metavar="DOMAIN", help="Messages whose From address is at DOMAIN (or below).")
+_LOGIN = click.option("--login", metavar="LOGIN", help="Messages relayed for this SMTP login.")
+_API_KEY = click.option("--api-key", metavar="NAME", help="Messages sent with the API key of this name.")
+
+
+@domains.command("add")
+@click.argument("domain")
+@_FROM
+@_LOGIN
+@_API_KEY
+def domains_add(domain: str, from_: str | None, login: str | None, api_key: str | None) -> None:
+    """Rewrite a sender's links onto DOMAIN (e.g. offers.example.com or https://offers.example.com)."""
+    from . import domains as domains_mod
+
+    kind, value = _identity(from_, login, api_key)
+    try:
+        entry = domains_mod.add(_parts().store, kind, value, domain)
+    except ClicktrailError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"{domains_mod.KIND_NAMES[entry.kind]} {entry.value} -> {entry.base}")
+    click.echo(f"Check its DNS record with: clicktrail domains check {domains_mod.host_of(entry.base)}")
+
+
+@domains.command("list")
+def domains_list() -> None:
+    """Print the default click domain and each sender identity's own."""
+    from . import domains as domains_mod
+
+    parts = _parts()
+    click.echo(f"default\t\t{parts.config['click_domain']}")
+    for e in domains_mod.entries(parts.store):
+        click.echo(f"{e.kind}\t{e.value}\t{e.base}")
+
+
+@domains.command("remove")
+@click.argument("domain", required=False)
+@_FROM
+@_LOGIN
+@_API_KEY
+def domains_remove(domain: str | None, from_: str | None, login: str | None, api_key: str | None) -> None:
+    """Remove a sender identity's click domain, or (given DOMAIN) stop answering on DOMAIN at all."""
+    from . import domains as domains_mod
+
+    store = _parts().store
+    try:
+        if domain is not None:
+            if from_ or login or api_key:
+                raise click.UsageError("give either DOMAIN or one sender identity, not both")
+            n = domains_mod.remove_domain(store, domain)
+            if not n:
+                raise click.ClickException(f"{domain} is not a configured click domain")
+            click.echo(f"removed {domain} from {n} sender identit{'y' if n == 1 else 'ies'}")
+            return
+        kind, value = _identity(from_, login, api_key)
+        if not domains_mod.remove(store, kind, value):
+            raise click.ClickException(f"the {domains_mod.KIND_NAMES[kind]} {value} has no click domain of its own")
+        click.echo(f"removed the click domain of {domains_mod.KIND_NAMES[kind]} {value}")
+    except ClicktrailError as e:
+        raise click.ClickException(e.message) from e
+
+
+@domains.command("check")
+@click.argument("domain")
+@click.option("--target", metavar="HOST", help="The tracker's host name (default: the click domain's host).")
+@click.option("--resolver", metavar="ADDR[:PORT]", help="DNS resolver to ask (default: the first in /etc/resolv.conf).")
+@click.option("--timeout", default=3.0, show_default=True, help="Seconds to wait for each DNS answer.")
+def domains_check(domain: str, target: str | None, resolver: str | None, timeout: float) -> None:
+    """Tell whether DOMAIN's DNS points at the tracker, and which record to create if not."""
+    from urllib.parse import urlsplit
+
+    from . import dns
+    from . import domains as domains_mod
+
+    try:
+        if target is None:
+            target = urlsplit(config_mod.load()["click_domain"]).hostname or ""
+        server = dns.parse_server(resolver) if resolver else dns.system_server()
+        report = domains_mod.check(domain, target, server, timeout)
+    except ClicktrailError as e:
+        raise click.ClickException(e.message) from e
+    for line in report.lines:
+        click.echo(line)
+    if not report.ok:
+        sys.exit(1)

@@ -48,6 +48,14 @@ def _base_url(value: Any) -> str:
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
+def _host(value: Any) -> str:
+    text = str(value).strip().rstrip("/")
+    parts = urlsplit(text if "://" in text else "//" + text)
+    if not parts.hostname or parts.path or parts.query or parts.fragment:
+        raise ValueError("expected a host name (with its port if not the default), such as stats.example.com")
+    return parts.netloc.lower().rstrip(".")
+
+
 def _text(value: Any) -> str:
     return str(value)
 
@@ -87,6 +95,8 @@ class Setting:
 SETTINGS = (
     Setting("click_domain", _base_url, "http://127.0.0.1:8000",
             "Base URL of the click domain that tracked links point at."),
+    Setting("dashboard_host", _host, None,
+            "Host (and port) of the stats pages besides the click domains; default: the click domain's host."),
     Setting("database", _text, "clicktrail.db", "SQLite database file."),
     Setting("secret_key", _text, None,
             "Key that signs link identifiers; when unset, generated once and kept beside the database.",

@@ -83,6 +83,17 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         )""",
         "CREATE INDEX relay_sent_ts ON relay_sent (ts)",
     ]),
+    (5, [  # click domains of sender identities (clicktrail/domains.py)
+        """CREATE TABLE click_domains (
+            kind TEXT NOT NULL,
+            value TEXT NOT NULL,
+            base TEXT NOT NULL,
+            host TEXT NOT NULL,
+            added TEXT NOT NULL,
+            PRIMARY KEY (kind, value)
+        )""",
+        "CREATE INDEX click_domains_host ON click_domains (host)",
+    ]),
 ]
 SQLITE = {"serial": "INTEGER PRIMARY KEY"}
 EVENT_TYPES = ("click", "open", "delivery", "failure")

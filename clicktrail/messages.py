@@ -1,8 +1,9 @@
 """The path of a message: rewrite once, stamp per recipient, record the attempts.
 
-message → rewrite (``mime.prepare``) → tokens (``Signer.mint``) → store
-(``Store.record_message``).  Nothing is handed back before the store has
-the links, so every link we give out can be followed.
+message → click domain (``domains.domain_for``: the sender's own, else the
+default) → rewrite (``mime.prepare``) → tokens (``Signer.mint``, bound to a
+custom domain's host) → store (``Store.record_message``).  Nothing is handed
+back before the store has the links, so every link we give out can be followed.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import email.policy
 import logging
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from .domains import domain_for, from_domain, host_of
 from .errors import StoreUnavailable
 from .logstore import Attempt, Store, attempt_key, new_id
 from .mime import Prepared, header_text, prepare
@@ -37,16 +39,17 @@ class Result:
     copies: list[Copy]
     prepared: Prepared
     warnings: list[str] = field(default_factory=list)
+    click_domain: str = ""  # the base URL the links were rewritten onto
 
 
-def stamp(prepared: Prepared, signer: Signer, attempt_id: int) -> bytes:
-    """Render one copy: each link slot gets this attempt's identifier for that link."""
+def stamp(prepared: Prepared, signer: Signer, attempt_id: int, host: str | None = None) -> bytes:
+    """Render one copy: each link slot gets this attempt's identifier for that link (bound to ``host``)."""
     minted: dict[int, str] = {}
 
     def token(idx: int) -> str:
         t = minted.get(idx)
         if t is None:
-            t = minted[idx] = signer.mint(attempt_id, idx)
+            t = minted[idx] = signer.mint(attempt_id, idx, host)
         return t
 
     return prepared.render(token)
@@ -59,9 +62,18 @@ def track(
     raw: bytes,
     recipients: Sequence[str | None] = (None,),
     tag: str | None = None,
+    *,
+    login: str | None = None,
+    api_key_name: str | None = None,
 ) -> Result:
-    """Rewrite a message for each recipient and record one attempt per copy."""
-    prepared = prepare(raw, opts)
+    """Rewrite a message for each recipient and record one attempt per copy.
+
+    ``opts.base`` is the default click domain; the sender's own (by API key,
+    SMTP login or From domain) replaces it.
+    """
+    base = domain_for(store, from_domain(raw), login, api_key_name, default=opts.base)
+    bound = None if base == opts.base else host_of(base)  # default-domain links stay unbound, as before
+    prepared = prepare(raw, replace(opts, base=base))
     for warning in prepared.warnings:
         log.warning("%s", warning)
     attempts, copies = [], []
@@ -70,12 +82,12 @@ def track(
         who = recipient if recipient is not None else (prepared.to or None)
         attempts.append(Attempt(aid, who, prepared.subject or None, prepared.message_id or None, tag,
                                 prepared.track_clicks, prepared.track_opens))
-        copies.append(Copy(attempt_key(aid), who, stamp(prepared, signer, aid)))
+        copies.append(Copy(attempt_key(aid), who, stamp(prepared, signer, aid, bound)))
     try:
         store.record_message(prepared.links.links, attempts)
     except sqlite3.Error as e:
         raise StoreUnavailable(f"the message was not rewritten: the store cannot record it ({e})") from e
-    return Result(copies, prepared, list(prepared.warnings))
+    return Result(copies, prepared, list(prepared.warnings), base)
 
 
 def untouched(store: Store, raw: bytes, recipients: Sequence[str], tag: str | None = None) -> list[Copy]:

@@ -192,7 +192,8 @@ class Relay:
         c = self.cfg
         opts = Options(c["click_domain"], login.track_clicks if login else c["track_clicks"],
                        login.track_opens if login else c["track_opens"], c["scam_protection"])
-        return track(self.parts.store, self.parts.signer, opts, raw, rcpts).copies
+        return track(self.parts.store, self.parts.signer, opts, raw, rcpts,
+                     login=login.name if login else None).copies
 
     def _already_sent(self, digests: list[str]) -> set[str]:
         if not digests:

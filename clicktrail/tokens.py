@@ -7,6 +7,11 @@ several times faster, which matters when a campaign stamps 60 links for
 each of thousands of recipients).  The key id
 names the secret that signed it, so links keep working after a new key is
 added and the old one is kept for verification.
+
+A link minted for a custom click domain has that domain's host mixed into its
+MAC (``mint(..., host=...)``): it verifies only when presented on that host.
+Links of the default click domain, and every link minted before hosts were
+bound, carry no host and are accepted on the tracker's own hosts only.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ PIXEL = 0
 class LinkRef:
     attempt_id: int
     link_idx: int
+    host: str | None = None  # the click domain host the MAC binds, None for an unbound link
 
 
 def key_id(secret: bytes) -> int:
@@ -43,6 +49,12 @@ def _mac(key: bytes, body: bytes) -> bytes:
     return hashlib.blake2b(body, key=key, digest_size=MAC_BYTES).digest()
 
 
+def _host_mac(key: bytes, body: bytes, host: str) -> bytes:
+    # A separate personalization keeps bound and unbound MACs apart.
+    return hashlib.blake2b(body + host.encode("utf-8"), key=key, digest_size=MAC_BYTES,
+                           person=b"clicktrail host").digest()
+
+
 class Signer:
     """Mints identifiers with the current secret; accepts those of every known secret."""
 
@@ -54,14 +66,15 @@ class Signer:
         for secret in (current, *older):
             self._known.setdefault(key_id(secret), []).append(_mac_key(secret))
 
-    def mint(self, attempt_id: int, link_idx: int) -> str:
+    def mint(self, attempt_id: int, link_idx: int, host: str | None = None) -> str:
+        """Mint the identifier of one link of one attempt, bound to ``host`` when given."""
         kid, secret = self._current
         body = _BODY.pack(kid, attempt_id, link_idx)
-        mac = _mac(secret, body)
+        mac = _host_mac(secret, body, host) if host else _mac(secret, body)
         return base64.urlsafe_b64encode(body + mac).decode("ascii")
 
-    def verify(self, token: str) -> LinkRef | None:
-        """Return what the identifier points at, or None if we did not mint it."""
+    def verify(self, token: str, host: str | None = None) -> LinkRef | None:
+        """Return what the identifier points at (on ``host``), or None if we did not mint it."""
         if len(token) != TOKEN_LENGTH:
             return None
         try:
@@ -73,6 +86,8 @@ class Signer:
         body, mac = raw[: _BODY.size], raw[_BODY.size :]
         kid, attempt_id, link_idx = _BODY.unpack(body)
         for secret in self._known.get(kid, ()):
+            if host and hmac.compare_digest(_host_mac(secret, body, host), mac):
+                return LinkRef(attempt_id, link_idx, host)
             if hmac.compare_digest(_mac(secret, body), mac):
                 return LinkRef(attempt_id, link_idx)
         return None

@@ -1,6 +1,7 @@
 """The Flask app and the tracking routes: click, image and open pixel.
 
-request → identifier (``Signer.verify``) → store (``Store.link``) → event →
+request → host (``domains``: ours, or 404) → identifier (``Signer.verify``,
+bound to the click domain's host) → store (``Store.link``) → event →
 redirect.  The redirect target comes only from the store, found through an
 authenticated identifier; the request path after the identifier is shown for
 the reader's benefit and never read.  A tracking response never fails
@@ -21,6 +22,7 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_mod
+from . import domains
 from .errors import ClicktrailError
 from .logstore import Event, Store
 from .rewrite import CLICK, Options
@@ -76,7 +78,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_SECURE"] = cfg["click_domain"].startswith("https://")
     app.extensions["clicktrail"] = build(cfg)
     if cfg["trusted_proxies"]:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg["trusted_proxies"], x_proto=cfg["trusted_proxies"])  # type: ignore[method-assign]
+        n = cfg["trusted_proxies"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    domains.init_app(app)
     app.register_blueprint(bp)
     from . import stats
 
@@ -97,6 +101,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+class _ExactRedirect(Response):
+    """A redirect whose Location goes out as stored: Werkzeug's IRI-to-URI pass
+    would drop an empty ``?`` or ``#`` and escape ``|``, ``[``, ``]``, ``^``."""
+
+    def get_wsgi_headers(self, environ: Any) -> Any:
+        headers = super().get_wsgi_headers(environ)
+        headers["Location"] = self.headers["Location"]
+        return headers
+
+
 def _record(event: Event) -> None:
     if request.method == "HEAD":
         return  # a HEAD answers the same but is not a view or a click
@@ -113,7 +127,7 @@ def _pixel() -> Response:
 def _redirect(url: str) -> Response:
     # Set the header ourselves: the URL is already exactly what the browser
     # should request, and must reach it byte for byte.
-    resp = Response("", 302, {**NO_CACHE, "Content-Type": "text/plain; charset=utf-8"})
+    resp = _ExactRedirect("", 302, {**NO_CACHE, "Content-Type": "text/plain; charset=utf-8"})
     resp.autocorrect_location_header = False
     resp.headers["Location"] = url
     return resp
@@ -125,9 +139,10 @@ def _redirect(url: str) -> Response:
 def follow(token: str, _shown: str = "") -> Response | tuple[str, int]:
     """A tracked click, image or open pixel."""
     parts = ct()
-    ref = parts.signer.verify(token)
-    if ref is None:
-        return render_template("notfound.html"), 404
+    host = domains.request_host()
+    ref = parts.signer.verify(token, host)
+    if ref is None or (ref.host is None and host not in domains.home_hosts(parts.config)):
+        return render_template("notfound.html"), 404  # forged, or a link of another click domain
     try:
         found = parts.store.link(ref.attempt_id, ref.link_idx)
     except sqlite3.Error as e:

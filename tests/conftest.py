@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -40,6 +41,37 @@ def settings(tmp_path: Path) -> dict[str, Any]:
         "secret_key": "test-secret-key",
         "stats_password": "s3cret-pass",
     }
+
+
+class ClickClient(FlaskClient):
+    """A test client that, like a reader's browser, sends requests to the app's click domain.
+
+    The tracker answers only on its click domains, not on Flask's default "localhost";
+    a test may still pass ``base_url=`` or a ``Host`` header of its own.
+    """
+
+    def _click_domain(self) -> str | None:
+        parts = self.application.extensions.get("clicktrail")
+        return None if parts is None else str(parts.config["click_domain"])
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        path = args[0] if args else kwargs.get("path")
+        base = self._click_domain()
+        if isinstance(path, str) and not urlsplit(path).netloc and "base_url" not in kwargs and base:
+            kwargs["base_url"] = base
+        return super().open(*args, **kwargs)
+
+    def session_transaction(self, *args: Any, **kwargs: Any) -> Any:
+        base = self._click_domain()
+        if not args and "base_url" not in kwargs and base:  # the session cookie belongs to the click domain
+            kwargs["base_url"] = base
+        return super().session_transaction(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def click_domain_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every Flask test client of the suite requests the app's click domain."""
+    monkeypatch.setattr(Flask, "test_client_class", ClickClient)
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
         try:
             requests.get(url, timeout=1, allow_redirects=False)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a busy machine boots workers slowly
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not answer within {timeout}s")
 
@@ -42,7 +42,9 @@ def gunicorn(env: Mapping[str, str], workers: int = 2, port: int | None = None,
     proc = subprocess.Popen(
         [exe, "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5",
          "--no-control-socket", *extra, "clicktrail.tracker:create_app()"],
-        env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        # Tests address the server as 127.0.0.1:port: make that its dashboard host, where default links work.
+        env={"CLICKTRAIL_DASHBOARD_HOST": f"127.0.0.1:{port}", **os.environ, **env},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     try:
