@@ -145,3 +145,25 @@ def demo(port: int, data: str, no_serve: bool) -> None:
     os.execve(str(gunicorn), [str(gunicorn), "--workers", "2", "--bind", f"127.0.0.1:{port}",
                               "--access-logfile", "-", "--no-control-socket",
                               "clicktrail.tracker:create_app()"], dict(os.environ))
+
+
+@main.command()
+@click.option("--rebuild", is_flag=True, help="Empty the summaries and fold every event again.")
+def aggregate(rebuild: bool) -> None:
+    """Fold new events into the dashboard's summary tables (also run by the app on a timer)."""
+    from . import aggregate as agg
+
+    store = _parts().store
+    n = agg.rebuild(store) if rebuild else agg.fold(store)
+    click.echo(f"folded {n} events; summaries now include every event up to seq {agg.high_water(store)}")
+
+
+@main.command("hash-password")
+@click.password_option("--password", prompt="Password", help="The password (asked for when not given).")
+def hash_password(password: str) -> None:
+    """Print a hash of a password for CLICKTRAIL_STATS_PASSWORD or CLICKTRAIL_STATS_USERS."""
+    from werkzeug.security import generate_password_hash
+
+    if len(password) < 8:
+        raise click.ClickException("the password is too short: use at least 8 characters")
+    click.echo(generate_password_hash(password))

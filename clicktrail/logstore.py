@@ -67,6 +67,48 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE INDEX events_type_seq ON events (type, seq)",
         "CREATE INDEX events_attempt ON events (attempt_id, type)",
     ]),
+    (4, [  # dashboard summaries, folded from events by clicktrail/aggregate.py
+        """CREATE TABLE agg_state (
+            name TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL CHECK (seq >= 0),
+            updated_at TEXT
+        )""",
+        "INSERT INTO agg_state (name, seq) VALUES ('events', 0)",
+        """CREATE TABLE agg_attempts (
+            attempt_id BIGINT PRIMARY KEY,
+            tag TEXT NOT NULL,
+            first_open TEXT,
+            first_click TEXT,
+            first_image TEXT,
+            pixels BIGINT NOT NULL,
+            clicks BIGINT NOT NULL
+        )""",
+        """CREATE TABLE agg_hours (
+            hour TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            opens BIGINT NOT NULL,
+            unique_opens BIGINT NOT NULL,
+            clicks BIGINT NOT NULL,
+            unique_clicks BIGINT NOT NULL,
+            PRIMARY KEY (hour, tag)
+        )""",
+        "CREATE TABLE agg_urls (url_id BIGINT PRIMARY KEY, url TEXT NOT NULL)",
+        """CREATE TABLE agg_link_first (
+            attempt_id BIGINT NOT NULL,
+            url_id BIGINT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (attempt_id, url_id)
+        )""",
+        """CREATE TABLE agg_link_hours (
+            hour TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            url_id BIGINT NOT NULL,
+            clicks BIGINT NOT NULL,
+            unique_clicks BIGINT NOT NULL,
+            PRIMARY KEY (hour, tag, url_id)
+        )""",
+        "CREATE INDEX attempts_tag_ts ON attempts (tag, ts)",
+    ]),
 ]
 SQLITE = {"serial": "INTEGER PRIMARY KEY"}
 EVENT_TYPES = ("click", "open", "delivery", "failure")
