@@ -26,7 +26,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import ClicktrailError
@@ -57,7 +57,17 @@ _ADD_LINK_HOUR = (
     "INSERT INTO agg_link_hours (hour, tag, url_id, clicks, unique_clicks) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (hour, tag, url_id) DO UPDATE SET clicks = agg_link_hours.clicks + excluded.clicks,"
     " unique_clicks = agg_link_hours.unique_clicks + excluded.unique_clicks")
-SUMMARY_TABLES = ("agg_attempts", "agg_hours", "agg_urls", "agg_link_first", "agg_link_hours")
+_ADD_LINK_DAY = (
+    "INSERT INTO agg_link_days (day, tag, url_id, clicks, unique_clicks) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (day, tag, url_id) DO UPDATE SET clicks = agg_link_days.clicks + excluded.clicks,"
+    " unique_clicks = agg_link_days.unique_clicks + excluded.unique_clicks")
+_ADD_SENT = ("INSERT INTO agg_sent (hour, tag, messages) VALUES (?, ?, ?)"
+             " ON CONFLICT (hour, tag) DO UPDATE SET messages = agg_sent.messages + excluded.messages")
+SUMMARY_TABLES = ("agg_attempts", "agg_hours", "agg_urls", "agg_link_first", "agg_link_hours", "agg_link_days",
+                  "agg_sent")
+# Attempts carry no sequence number, only the time they were stamped, a moment
+# before they are written: fold them only once their hour is this far behind.
+SENT_LAG = timedelta(hours=1)
 
 
 def url_id(url: str) -> int:
@@ -80,9 +90,14 @@ def hour_of(ts: str) -> str:
     return ts[:13]
 
 
-def high_water(store: Store) -> int:
-    """The seq of the last event folded into the summaries."""
-    return int(store.query("SELECT seq FROM agg_state WHERE name = 'events'")[0][0])
+def high_water(store: Store, name: str = "events") -> int:
+    """The seq of the last event folded into the summaries (for attempts: the UTC epoch second up to which)."""
+    return int(store.query("SELECT seq FROM agg_state WHERE name = ?", (name,))[0][0])
+
+
+def sent_until(store: Store) -> datetime:
+    """Attempts stamped before this time are counted in ``agg_sent``; later ones are counted live."""
+    return datetime.fromtimestamp(high_water(store, "attempts"), UTC)
 
 
 @dataclass
@@ -190,6 +205,10 @@ def fold_batch(store: Store, limit: int = BATCH) -> int:
             batch.click(aid, c, ts, url or "")
     end = rows[-1][0]
     copies = batch.copies
+    days: dict[tuple[str, str, int], list[int]] = {}
+    for (h, t, u), v in batch.link_hours.items():
+        day = days.setdefault((h[:10], t, u), [0, 0])
+        day[0], day[1] = day[0] + v[0], day[1] + v[1]
     try:
         store.write([
             (_GUARD, [(start, end, utcnow())]),
@@ -199,6 +218,7 @@ def fold_batch(store: Store, limit: int = BATCH) -> int:
             (_PUT_URL, sorted(batch.urls.items())),
             (_ADD_HOUR, [(h, t, *v) for (h, t), v in sorted(batch.hours.items()) if any(v)]),
             (_ADD_LINK_HOUR, [(h, t, u, *v) for (h, t, u), v in sorted(batch.link_hours.items()) if any(v)]),
+            (_ADD_LINK_DAY, [(d, t, u, *v) for (d, t, u), v in sorted(days.items()) if any(v)]),
         ])
     except sqlite3.IntegrityError:
         log.debug("events %d..%d were folded by another worker meanwhile", start + 1, end)
@@ -206,8 +226,35 @@ def fold_batch(store: Store, limit: int = BATCH) -> int:
     return len(rows)
 
 
+def fold_sent(store: Store, now: datetime | None = None) -> int:
+    """Count the attempts of whole hours past the lag into ``agg_sent``; return how many."""
+    start = mark = high_water(store, "attempts")
+    end = max(start, int((now or datetime.now(UTC)).timestamp() - SENT_LAG.total_seconds()) // 3600 * 3600)
+    stamp = lambda t: datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds")  # noqa: E731
+    counted = store.query("SELECT SUM(messages) FROM agg_sent")[0][0] or 0
+    there = store.query("SELECT COUNT(*) FROM attempts WHERE ts < ?", (stamp(start),))[0][0]
+    statements: list[tuple[str, Any]] = []
+    if counted != there:  # attempts written late, stamped before the mark: count every hour again
+        start = 0
+        statements.append(("DELETE FROM agg_sent", [()]))
+    elif end == start:
+        return 0
+    rows = store.query("SELECT SUBSTR(ts, 1, 13), tag, COUNT(*) FROM attempts WHERE ts >= ? AND ts < ?"
+                       " GROUP BY SUBSTR(ts, 1, 13), tag", (stamp(start), stamp(end)))
+    counts: dict[tuple[str, str], int] = {}
+    for hour, tag, n in rows:
+        counts[(hour, tag or "")] = counts.get((hour, tag or ""), 0) + int(n)
+    try:
+        store.write([(_GUARD.replace("'events'", "'attempts'"), [(mark, end, utcnow())]), *statements,
+                     (_ADD_SENT, [(h, t, n) for (h, t), n in sorted(counts.items())])])
+    except sqlite3.IntegrityError:
+        return 0
+    return sum(counts.values())
+
+
 def fold(store: Store, max_batches: int | None = None) -> int:
     """Fold every event past the high-water mark (or up to ``max_batches`` batches); return how many."""
+    fold_sent(store)
     total = batches = 0
     while max_batches is None or batches < max_batches:
         n = fold_batch(store)
@@ -220,7 +267,7 @@ def fold(store: Store, max_batches: int | None = None) -> int:
 def rebuild(store: Store) -> int:
     """Empty the summaries and fold every event again; return how many were folded."""
     store.write([(f"DELETE FROM {t}", [()]) for t in SUMMARY_TABLES]
-                + [("UPDATE agg_state SET seq = 0, updated_at = ? WHERE name = 'events'", [(utcnow(),)])])
+                + [("UPDATE agg_state SET seq = 0, updated_at = ?", [(utcnow(),)])])
     return fold(store)
 
 

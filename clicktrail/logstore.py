@@ -74,6 +74,13 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             updated_at TEXT
         )""",
         "INSERT INTO agg_state (name, seq) VALUES ('events', 0)",
+        "INSERT INTO agg_state (name, seq) VALUES ('attempts', 0)",
+        """CREATE TABLE agg_sent (
+            hour TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            messages BIGINT NOT NULL,
+            PRIMARY KEY (hour, tag)
+        )""",
         """CREATE TABLE agg_attempts (
             attempt_id BIGINT PRIMARY KEY,
             tag TEXT NOT NULL,
@@ -106,6 +113,14 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             clicks BIGINT NOT NULL,
             unique_clicks BIGINT NOT NULL,
             PRIMARY KEY (hour, tag, url_id)
+        )""",
+        """CREATE TABLE agg_link_days (
+            day TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            url_id BIGINT NOT NULL,
+            clicks BIGINT NOT NULL,
+            unique_clicks BIGINT NOT NULL,
+            PRIMARY KEY (day, tag, url_id)
         )""",
         "CREATE INDEX attempts_tag_ts ON attempts (tag, ts)",
     ]),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .aggregate import high_water, pending
+from .aggregate import high_water, pending, sent_until
 from .logstore import Store, attempt_key
 from .periods import HOUR, Period, stamp
 
@@ -33,9 +33,9 @@ def _hours(period: Period, tag: str | None, table: str = "agg_hours") -> tuple[s
     return where, params
 
 
-def _attempts(period: Period, tag: str | None) -> tuple[str, list[Any]]:
+def _attempts(period: Period, tag: str | None, start: datetime | None = None) -> tuple[str, list[Any]]:
     where = "a.ts >= ? AND a.ts < ?"
-    params: list[Any] = [stamp(period.start), stamp(period.end)]
+    params: list[Any] = [stamp(max(start or period.start, period.start)), stamp(period.end)]
     if tag == "":
         where += " AND (a.tag IS NULL OR a.tag = '')"
     elif tag is not None:
@@ -44,28 +44,66 @@ def _attempts(period: Period, tag: str | None) -> tuple[str, list[Any]]:
     return where, params
 
 
+def sent(store: Store, period: Period, tag: str | None = None) -> dict[str, int]:
+    """Messages (copies) sent in the period, per tag: folded hours, plus a live count of the last ones."""
+    until = sent_until(store)
+    counts: dict[str, int] = {}
+    if until > period.start:
+        folded = Period(period.name, period.start, min(period.end, until), period.tz)
+        where, params = _hours(folded, tag, "agg_sent")
+        for t, n in store.query(f"SELECT tag, SUM(messages) FROM agg_sent WHERE {where} GROUP BY tag", params):
+            counts[t] = counts.get(t, 0) + int(n or 0)
+    if until < period.end:
+        where, params = _attempts(period, tag, start=until)
+        for t, n in store.query(f"SELECT a.tag, COUNT(*) FROM attempts a WHERE {where} GROUP BY a.tag", params):
+            counts[t or ""] = counts.get(t or "", 0) + int(n)
+    return counts
+
+
+def _days(period: Period) -> tuple[list[tuple[str, str]], tuple[str, str] | None]:
+    """Split a period into edge hour ranges and whole UTC days between them (fewer rows to add up)."""
+    first = period.start.replace(hour=0) + (timedelta(days=1) if period.start.hour else timedelta())
+    last = period.end.replace(hour=0)
+    fmt = lambda t: t.strftime("%Y-%m-%dT%H")  # noqa: E731
+    if first >= last:
+        return [(period.first_hour, period.end_hour)], None
+    return ([(period.first_hour, fmt(first)), (fmt(last), period.end_hour)],
+            (first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d")))
+
+
+def best_links(store: Store, period: Period, tag: str | None, unique_clicks: int,
+               limit: int = BEST_LINKS) -> list[dict[str, Any]]:
+    """The links with most unique clickers in the period, with their share of all clickers."""
+    hours, days = _days(period)
+    parts, params = [], []
+    tag_sql = "" if tag is None else " AND tag = ?"
+    for lo, hi in hours:
+        parts.append(f"SELECT url_id, unique_clicks, clicks FROM agg_link_hours WHERE hour >= ? AND hour < ?{tag_sql}")
+        params += [lo, hi] + ([] if tag is None else [tag])
+    if days:
+        parts.append(f"SELECT url_id, unique_clicks, clicks FROM agg_link_days WHERE day >= ? AND day < ?{tag_sql}")
+        params += [days[0], days[1]] + ([] if tag is None else [tag])
+    rows = store.query(
+        "SELECT agg_urls.url, SUM(x.unique_clicks) AS u, SUM(x.clicks) AS t FROM (" + " UNION ALL ".join(parts)
+        + ") x JOIN agg_urls ON agg_urls.url_id = x.url_id GROUP BY x.url_id, agg_urls.url"
+        " ORDER BY u DESC, t DESC, agg_urls.url LIMIT ?", [*params, limit])
+    return [{"url": url, "unique_clicks": int(u), "total_clicks": int(t),
+             "share": min(1.0, _rate(int(u), unique_clicks))} for url, u, t in rows]
+
+
 def overview(store: Store, period: Period, tag: str | None = None, limit: int = BEST_LINKS) -> dict[str, Any]:
     """Messages, unique and total opens and clicks, rates and best links for a period (and tag)."""
     where, params = _hours(period, tag)
     opens, unique_opens, clicks, unique_clicks = (int(v or 0) for v in store.query(
         f"SELECT SUM(opens), SUM(unique_opens), SUM(clicks), SUM(unique_clicks) FROM agg_hours WHERE {where}",
         params)[0])
-    awhere, aparams = _attempts(period, tag)
-    messages = int(store.query(f"SELECT COUNT(*) FROM attempts a WHERE {awhere}", aparams)[0][0])
-    lwhere, lparams = _hours(period, tag, "agg_link_hours")
-    best = [
-        {"url": url, "unique_clicks": int(u), "total_clicks": int(t), "share": min(1.0, _rate(int(u), unique_clicks))}
-        for url, u, t in store.query(
-            "SELECT agg_urls.url, SUM(agg_link_hours.unique_clicks) AS u, SUM(agg_link_hours.clicks) AS t"
-            f" FROM agg_link_hours JOIN agg_urls ON agg_urls.url_id = agg_link_hours.url_id WHERE {lwhere}"
-            " GROUP BY agg_link_hours.url_id, agg_urls.url ORDER BY u DESC, t DESC, agg_urls.url LIMIT ?",
-            [*lparams, limit])
-    ]
+    messages = sum(sent(store, period, tag).values())
     return {
         "messages": messages, "unique_opens": unique_opens, "total_opens": opens,
         "unique_clicks": unique_clicks, "total_clicks": clicks,
         "open_rate": _rate(unique_opens, messages), "click_rate": _rate(unique_clicks, messages),
-        "click_to_open_rate": _rate(unique_clicks, unique_opens), "best_links": best,
+        "click_to_open_rate": _rate(unique_clicks, unique_opens),
+        "best_links": best_links(store, period, tag, unique_clicks, limit),
     }
 
 
@@ -108,10 +146,8 @@ def series(store: Store, period: Period, tag: str | None = None) -> list[Bucket]
 def tags(store: Store, period: Period) -> list[dict[str, Any]]:
     """Tags with messages or events in the period, with their counts."""
     found: dict[str, dict[str, Any]] = {}
-    where, params = _attempts(period, None)
-    for tag, n in store.query(f"SELECT a.tag, COUNT(*) FROM attempts a WHERE {where} GROUP BY a.tag", params):
-        found.setdefault(tag or "", {"tag": tag or "", "messages": 0, "unique_opens": 0, "unique_clicks": 0})
-        found[tag or ""]["messages"] += int(n)
+    for tag, n in sent(store, period).items():
+        found[tag] = {"tag": tag, "messages": n, "unique_opens": 0, "unique_clicks": 0}
     where, params = _hours(period, None)
     for tag, uo, uc in store.query(
             f"SELECT tag, SUM(unique_opens), SUM(unique_clicks) FROM agg_hours WHERE {where} GROUP BY tag", params):

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from flask.testing import FlaskClient
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from clicktrail import aggregate
+from clicktrail import aggregate, periods, summary
 from clicktrail.cli import main
 from clicktrail.errors import ConfigError
 from clicktrail.logstore import Attempt, Event, Store, attempt_key, new_id
@@ -24,6 +24,12 @@ from clicktrail.tracker import Clicktrail, create_app
 NOW = datetime.now(UTC)
 URLS = ["https://shop.example.com/sale?id=7", "https://shop.example.com/", "https://blog.example.com/post",
         "https://example.org/unsubscribe"]
+
+
+@pytest.fixture
+def settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The shared settings, without waiting for the disk on every one of the many events written here."""
+    return {**settings, "sync": False}
 
 
 def ts(t: datetime) -> str:
@@ -86,11 +92,10 @@ def random_traffic(store: Store, seed: int, attempts: int = 60, events: int = 90
 
 
 def _all_time(parts: Clicktrail) -> dict[str, Any]:
-    from clicktrail import periods, summary
-
-    period = periods.choose({"period": "custom", "from": "2000-01-01", "to": "2001-01-01"}, periods.zone("UTC"))
-    period = periods.Period("custom", datetime(2000, 1, 1, tzinfo=UTC), NOW + timedelta(days=1), period.tz)
-    return summary.overview(parts.store, period)
+    """The summaries over all time, in the shape of Store.stats()."""
+    end = NOW.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    return summary.overview(parts.store, periods.Period("custom", datetime(2000, 1, 1, tzinfo=UTC), end,
+                                                           periods.zone("UTC")))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
