@@ -122,6 +122,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
             unique_clicks BIGINT NOT NULL,
             PRIMARY KEY (day, tag, url_id)
         )""",
+        # Covering indexes: a page adds up counts straight from the index, in order.
+        "CREATE INDEX agg_hours_cover ON agg_hours (hour, tag, opens, unique_opens, clicks, unique_clicks)",
+        "CREATE INDEX agg_link_hours_cover ON agg_link_hours (hour, tag, url_id, unique_clicks, clicks)",
+        "CREATE INDEX agg_link_days_cover ON agg_link_days (day, tag, url_id, unique_clicks, clicks)",
         "CREATE INDEX attempts_tag_ts ON attempts (tag, ts)",
     ]),
 ]

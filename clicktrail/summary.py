@@ -75,20 +75,27 @@ def best_links(store: Store, period: Period, tag: str | None, unique_clicks: int
                limit: int = BEST_LINKS) -> list[dict[str, Any]]:
     """The links with most unique clickers in the period, with their share of all clickers."""
     hours, days = _days(period)
-    parts, params = [], []
-    tag_sql = "" if tag is None else " AND tag = ?"
-    for lo, hi in hours:
-        parts.append(f"SELECT url_id, unique_clicks, clicks FROM agg_link_hours WHERE hour >= ? AND hour < ?{tag_sql}")
-        params += [lo, hi] + ([] if tag is None else [tag])
+    tag_sql, tag_params = ("", []) if tag is None else (" AND tag = ?", [tag])
+    ranges = [("agg_link_hours", "hour", lo, hi) for lo, hi in hours if lo < hi]
     if days:
-        parts.append(f"SELECT url_id, unique_clicks, clicks FROM agg_link_days WHERE day >= ? AND day < ?{tag_sql}")
-        params += [days[0], days[1]] + ([] if tag is None else [tag])
-    rows = store.query(
-        "SELECT agg_urls.url, SUM(x.unique_clicks) AS u, SUM(x.clicks) AS t FROM (" + " UNION ALL ".join(parts)
-        + ") x JOIN agg_urls ON agg_urls.url_id = x.url_id GROUP BY x.url_id, agg_urls.url"
-        " ORDER BY u DESC, t DESC, agg_urls.url LIMIT ?", [*params, limit])
-    return [{"url": url, "unique_clicks": int(u), "total_clicks": int(t),
-             "share": min(1.0, _rate(int(u), unique_clicks))} for url, u, t in rows]
+        ranges.append(("agg_link_days", "day", *days))
+    counts: dict[int, list[int]] = {}
+    for table, col, lo, hi in ranges:
+        sql = f"SELECT url_id, SUM(unique_clicks), SUM(clicks) FROM {table} WHERE {col} >= ? AND {col} < ?{tag_sql}"
+        for uid, u, t in store.query(sql + " GROUP BY url_id", [lo, hi, *tag_params]):
+            c = counts.setdefault(uid, [0, 0])
+            c[0], c[1] = c[0] + int(u), c[1] + int(t)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))
+    if len(ranked) > limit:  # keep the ties of the last place: the URL decides among them
+        last = ranked[limit - 1][1]
+        ranked = [r for r in ranked if (r[1][0], r[1][1]) >= (last[0], last[1])]
+    urls: dict[int, str] = {}
+    for i in range(0, len(ranked), 400):
+        ids = [uid for uid, _ in ranked[i:i + 400]]
+        urls.update(store.query(f"SELECT url_id, url FROM agg_urls WHERE url_id IN ({','.join('?' * len(ids))})", ids))
+    best = sorted(((urls.get(uid, ""), u, t) for uid, (u, t) in ranked if u or t), key=lambda r: (-r[1], -r[2], r[0]))
+    return [{"url": url, "unique_clicks": u, "total_clicks": t, "share": min(1.0, _rate(u, unique_clicks))}
+            for url, u, t in best[:limit]]
 
 
 def overview(store: Store, period: Period, tag: str | None = None, limit: int = BEST_LINKS) -> dict[str, Any]:
