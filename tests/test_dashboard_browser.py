@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 import requests
 from conftest import need
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from servers import free_port, gunicorn
 
 from clicktrail.messages import track
@@ -40,9 +43,6 @@ EVIL_AGENT = "<script>window.pwned = 1</script> EvilAgent/1.0"
 def browser() -> Iterator[Any]:
     """Headless Chromium with a fresh profile, driven through chromedriver."""
     chromium, chromedriver = need("chromium"), need("chromedriver")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     profile = tempfile.mkdtemp(prefix="clicktrail-chromium-")
@@ -76,8 +76,6 @@ def _clicks_and_opens(base: str, parts: Clicktrail) -> str:
 
 @pytest.mark.slow
 def test_overview_and_message_page_in_chromium(browser: Any, env: dict[str, str], parts: Clicktrail) -> None:
-    from selenium.webdriver.common.by import By
-
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
     server_env = {**env, "CLICKTRAIL_CLICK_DOMAIN": f"http://127.0.0.1:{port}", "CLICKTRAIL_SYNC": "no",
