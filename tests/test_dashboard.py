@@ -439,3 +439,35 @@ def test_cli_hash_password(env: dict[str, str]) -> None:
     assert check_password_hash(result.output.strip().splitlines()[-1], "correct horse")
     short = CliRunner().invoke(main, ["hash-password", "--password", "short"])
     assert short.exit_code != 0 and "too short" in short.output
+
+
+def test_messages_sent_are_folded_by_hour_once_an_hour_old_and_counted_live_before(parts: Clicktrail) -> None:
+    send(parts.store, 3, "winter", at=NOW - timedelta(hours=5))
+    send(parts.store, 2, "winter", at=NOW - timedelta(minutes=5))
+    aggregate.fold(parts.store)
+    assert parts.store.query("SELECT SUM(messages) FROM agg_sent")[0][0] == 3
+    day = periods.choose({"period": "24h"}, periods.zone("UTC"))
+    assert summary.sent(parts.store, day) == {"winter": 5}
+    later = NOW + timedelta(hours=3)
+    aggregate.fold_sent(parts.store, now=later)
+    assert parts.store.query("SELECT SUM(messages) FROM agg_sent")[0][0] == 5
+    assert summary.sent(parts.store, day) == {"winter": 5}
+
+
+def test_serve_refuses_to_start_when_the_dashboard_is_on_without_a_password(
+        env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLICKTRAIL_STATS_PASSWORD")
+    monkeypatch.setenv("CLICKTRAIL_DASHBOARD", "on")
+    result = CliRunner().invoke(main, ["serve", "--port", "1"])
+    assert result.exit_code == 1
+    assert "CLICKTRAIL_DASHBOARD is on but neither CLICKTRAIL_STATS_PASSWORD" in result.output
+
+
+@pytest.mark.parametrize("name, value, says", [
+    ("dashboard", "maybe", "expected auto, on or off"),
+    ("stats_users", "ann", "name:hash"),
+    ("aggregate_interval", "-1", "must not be negative"),
+])
+def test_bad_dashboard_settings_stop_start_up(settings: dict[str, Any], name: str, value: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        create_app({**settings, name: value})
