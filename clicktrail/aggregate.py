@@ -34,7 +34,7 @@ from .logstore import Store, utcnow
 
 log = logging.getLogger(__name__)
 
-BATCH = 2000
+BATCH = 500
 CHUNK = 400  # ids per IN (...) list
 
 # The summary tables are created by migration 4 in logstore.MIGRATIONS.
@@ -299,7 +299,7 @@ class Timer:
         while not self.stop.wait(self.interval * random.uniform(0.8, 1.2)) and self.alive():
             try:
                 # A bounded number of batches per tick keeps the thread polite under a backlog.
-                fold(self.store, max_batches=50, check=False)
+                fold(self.store, max_batches=200, check=False)
             except (sqlite3.Error, ClicktrailError, ValueError) as e:
                 log.warning("aggregation step failed, will retry: %s", e)
             finally:
