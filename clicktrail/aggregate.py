@@ -2,8 +2,9 @@
 
 events (by ``seq``, past the high-water mark) → per-copy state (first open,
 first click, pixel seen, first image) → deltas per UTC hour × tag, and per
-hour × tag × URL → summary tables.  The dashboard reads only the summaries,
-so a page costs the same at a thousand or a million events.
+hour (and per day) × tag × URL → summary tables; attempts → messages sent per
+hour × tag.  The dashboard reads only the summaries, so a page costs the same
+at a thousand or a million events.
 
 Counting rules are those of ``Store.stats``: a total open is a pixel load,
 plus one for a copy whose images alone were seen (withdrawn when its pixel
@@ -14,7 +15,10 @@ Every worker may run the step on a timer, and ``clicktrail aggregate`` may
 run beside them: a batch commits only if the high-water mark is still the one
 it started from (a ``CHECK`` makes the guard fail otherwise), so no event is
 ever counted twice.  Batches are small because event writes wait at most a
-moment for the database before going to the spool.
+moment for the database before going to the spool.  SQLite commits one writer
+at a time, so ``seq`` order is commit order and no event can appear behind the
+mark; a PostgreSQL backend would have to keep the mark behind transactions
+still in flight.
 """
 
 from __future__ import annotations

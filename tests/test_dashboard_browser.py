@@ -16,6 +16,7 @@ from conftest import need
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 from servers import free_port, gunicorn
 
 from clicktrail.messages import track
@@ -58,6 +59,12 @@ def browser() -> Iterator[Any]:
         driver.quit()
 
 
+def arrive(browser: Any, url: str) -> None:
+    """Wait for the navigation a click started to land on ``url``."""
+    WebDriverWait(browser, 30).until(lambda d: d.current_url == url and d.execute_script(
+        "return document.readyState") == "complete")
+
+
 def _clicks_and_opens(base: str, parts: Clicktrail) -> str:
     """Send the message to two readers; ann opens it, clicks the sale twice and the shop once."""
     result = track(parts.store, parts.signer, parts.options, MESSAGE, ["ann@example.com", "bob@example.com"],
@@ -91,7 +98,7 @@ def test_overview_and_message_page_in_chromium(browser: Any, env: dict[str, str]
         assert "/login" in browser.current_url
         browser.find_element(By.ID, "password").send_keys(env["CLICKTRAIL_STATS_PASSWORD"])
         browser.find_element(By.ID, "login").click()
-        assert browser.current_url == f"{base}/stats?period=24h"
+        arrive(browser, f"{base}/stats?period=24h")
         text = lambda i: browser.find_element(By.CSS_SELECTOR, f"#{i} b").text  # noqa: E731
         assert {i: text(i) for i in ("messages", "unique-opens", "total-opens", "unique-clicks", "total-clicks",
                                      "open-rate", "click-rate", "click-to-open-rate")} == {
@@ -109,7 +116,7 @@ def test_overview_and_message_page_in_chromium(browser: Any, env: dict[str, str]
         browser.save_screenshot(str(ARTIFACTS / "dashboard-overview.png"))
 
         browser.find_element(By.CSS_SELECTOR, f"a[href='/stats/message/{message}']").click()
-        assert browser.current_url == f"{base}/stats/message/{message}"
+        arrive(browser, f"{base}/stats/message/{message}")
         assert browser.find_element(By.ID, "recipient").text == "ann@example.com"
         assert browser.find_element(By.ID, "subject").text == "Winter sale <soon>"
         events = browser.find_elements(By.CSS_SELECTOR, "#events tr")[1:]
@@ -120,6 +127,6 @@ def test_overview_and_message_page_in_chromium(browser: Any, env: dict[str, str]
         browser.save_screenshot(str(ARTIFACTS / "dashboard-message.png"))
 
         browser.find_element(By.CSS_SELECTOR, "#logout-form button").click()
-        assert "/login" in browser.current_url
+        arrive(browser, f"{base}/login")
         browser.get(f"{base}/stats")
         assert "/login" in browser.current_url
