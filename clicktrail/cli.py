@@ -116,6 +116,7 @@ def demo(port: int, data: str, no_serve: bool) -> None:
         "CLICKTRAIL_CLICK_DOMAIN": f"http://127.0.0.1:{port}",
         "CLICKTRAIL_DATABASE": str(folder / "clicktrail.db"),
         "CLICKTRAIL_STATS_PASSWORD": password_file.read_text().strip(),
+        "CLICKTRAIL_AGGREGATE_INTERVAL": os.environ.get("CLICKTRAIL_AGGREGATE_INTERVAL") or "2",  # quick to show clicks
     }
     os.environ.update(env)
     parts = _parts()
