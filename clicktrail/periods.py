@@ -41,6 +41,7 @@ def timezones() -> list[str]:
 
 
 def floor_hour(t: datetime) -> datetime:
+    """The start of the hour ``t`` falls in."""
     return t.replace(minute=0, second=0, microsecond=0)
 
 
@@ -70,6 +71,7 @@ class Period:
         return self.end.strftime("%Y-%m-%dT%H")
 
     def local(self, t: datetime) -> datetime:
+        """``t`` in the user's timezone."""
         return t.astimezone(self.tz)
 
     @property

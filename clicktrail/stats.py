@@ -108,6 +108,7 @@ def safe_next(target: str | None) -> str:
 
 @bp.before_request
 def dashboard_on() -> tuple[str, int] | None:
+    """Answer every dashboard address with a page saying why it is off, when it is."""
     if not current_app.config.get("CLICKTRAIL_DASHBOARD"):
         return render_template("error.html", message="The stats dashboard is off: no password is configured"
                                " (set CLICKTRAIL_STATS_PASSWORD or CLICKTRAIL_STATS_USERS)."), 404
@@ -116,6 +117,7 @@ def dashboard_on() -> tuple[str, int] | None:
 
 @bp.after_request
 def private(resp: Response) -> Response:
+    """Add the headers that keep dashboard pages private and script-free."""
     # Pages hold private figures and the sender's and readers' text: no caching,
     # no framing, nothing loaded from elsewhere, no scripts.
     resp.headers["Cache-Control"] = "no-store"

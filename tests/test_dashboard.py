@@ -471,3 +471,29 @@ def test_serve_refuses_to_start_when_the_dashboard_is_on_without_a_password(
 def test_bad_dashboard_settings_stop_start_up(settings: dict[str, Any], name: str, value: str, says: str) -> None:
     with pytest.raises(ConfigError, match=says):
         create_app({**settings, name: value})
+
+
+@pytest.mark.parametrize("name", ["24h", "7d"])
+def test_period_figures_match_a_direct_count_of_the_raw_events(parts: Clicktrail, name: str) -> None:
+    random_traffic(parts.store, 9, events=600)
+    aggregate.fold(parts.store)
+    period = periods.choose({"period": name}, periods.zone("UTC"))
+    lo, hi = periods.stamp(period.start), periods.stamp(period.end)
+    first: dict[tuple[str, str], str] = {}
+    pixel_copies, opens, clicks = set(), 0, 0
+    for type_ in ("open", "click"):
+        for e in parts.store.events(type_):
+            keys = [(type_, e["message"])] + ([("image", e["message"])] if e["kind"] == "image" else [])
+            for key in keys:
+                first[key] = min(first.get(key, e["time"]), e["time"])
+            if e["kind"] == "pixel":
+                pixel_copies.add(e["message"])
+                opens += lo <= e["time"] < hi
+            clicks += type_ == "click" and lo <= e["time"] < hi
+    opens += sum(1 for (k, m), t in first.items() if k == "image" and m not in pixel_copies and lo <= t < hi)
+    unique = lambda kind: sum(1 for (k, _), t in first.items() if k == kind and lo <= t < hi)  # noqa: E731
+    shown = summary.overview(parts.store, period)
+    assert (shown["total_opens"], shown["unique_opens"], shown["total_clicks"], shown["unique_clicks"]) == (
+        opens, unique("open"), clicks, unique("click"))
+    assert shown["messages"] == sum(1 for a in parts.store.attempts() if lo <= periods.stamp(
+        datetime.fromisoformat(a["time"])) < hi)
