@@ -118,6 +118,7 @@ def demo(port: int, data: str, no_serve: bool) -> None:
         "CLICKTRAIL_CLICK_DOMAIN": f"http://127.0.0.1:{port}",
         "CLICKTRAIL_DATABASE": str(folder / "clicktrail.db"),
         "CLICKTRAIL_STATS_PASSWORD": password_file.read_text().strip(),
+        "CLICKTRAIL_AGGREGATE_INTERVAL": os.environ.get("CLICKTRAIL_AGGREGATE_INTERVAL") or "2",  # quick to show clicks
     }
     os.environ.update(env)
     parts = _parts()
@@ -316,3 +317,25 @@ def domains_check(domain: str, target: str | None, resolver: str | None, timeout
         click.echo(line)
     if not report.ok:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--rebuild", is_flag=True, help="Empty the summaries and fold every event again.")
+def aggregate(rebuild: bool) -> None:
+    """Fold new events into the dashboard's summary tables (also run by the app on a timer)."""
+    from . import aggregate as agg
+
+    store = _parts().store
+    n = agg.rebuild(store) if rebuild else agg.fold(store)
+    click.echo(f"folded {n} events; summaries now include every event up to seq {agg.high_water(store)}")
+
+
+@main.command("hash-password")
+@click.password_option("--password", prompt="Password", help="The password (asked for when not given).")
+def hash_password(password: str) -> None:
+    """Print a hash of a password for CLICKTRAIL_STATS_PASSWORD or CLICKTRAIL_STATS_USERS."""
+    from werkzeug.security import generate_password_hash
+
+    if len(password) < 8:
+        raise click.ClickException("the password is too short: use at least 8 characters")
+    click.echo(generate_password_hash(password))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
 
@@ -79,6 +80,34 @@ def _keys(value: Any) -> tuple[str, ...]:
     return tuple(k.strip() for k in items if k.strip())
 
 
+def _users(value: Any) -> tuple[tuple[str, str], ...]:
+    users = []
+    for item in _keys(value):
+        name, sep, hashed = item.partition(":")
+        if not sep or not name.strip() or not hashed.strip():
+            raise ValueError("expected name:hash pairs, e.g. ann:scrypt:32768:8:1$...")
+        users.append((name.strip(), hashed.strip()))
+    return tuple(users)
+
+
+def _dashboard(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    v = str(value).strip().lower()
+    if v not in ("auto", "on", "off"):
+        raise ValueError("expected auto, on or off")
+    return v
+
+
+def _timezone(value: Any) -> str:
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown timezone {name!r}; use an IANA name such as Europe/Berlin") from e
+    return name
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str  # short name; CLICKTRAIL_<NAME> in the environment
@@ -104,7 +133,15 @@ SETTINGS = (
     Setting("old_secret_keys", _keys, (),
             "Earlier secret keys (comma-separated), still accepted so old links keep working.", secret=True),
     Setting("stats_password", _text, None,
-            "Password of the stats page; with none set, the stats page is disabled.", secret=True),
+            "Password of the stats dashboard, plain or as a hash from `clicktrail hash-password`.", secret=True),
+    Setting("stats_users", _users, (),
+            "Dashboard users as name:hash pairs (comma-separated); hashes from `clicktrail hash-password`.",
+            secret=True),
+    Setting("dashboard", _dashboard, "auto",
+            "Stats dashboard: auto (on when a password or user is set), on (refuse to start without one), off."),
+    Setting("timezone", _timezone, "UTC", "Timezone the dashboard shows times in (IANA name); users may pick another."),
+    Setting("aggregate_interval", _int, 10,
+            "Seconds between aggregation steps run inside each worker; 0 leaves it to `clicktrail aggregate`."),
     Setting("trusted_proxies", _int, 0,
             "Number of reverse proxies in front of the tracker whose X-Forwarded-For is believed."),
     Setting("track_clicks", _bool, True, "Rewrite links for click tracking unless a message says otherwise."),

@@ -83,6 +83,67 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         )""",
         "CREATE INDEX relay_sent_ts ON relay_sent (ts)",
     ]),
+    (4, [  # dashboard summaries, folded from events by clicktrail/aggregate.py
+        """CREATE TABLE agg_state (
+            name TEXT PRIMARY KEY,
+            seq BIGINT NOT NULL CHECK (seq >= 0),
+            updated_at TEXT
+        )""",
+        "INSERT INTO agg_state (name, seq) VALUES ('events', 0)",
+        "INSERT INTO agg_state (name, seq) VALUES ('attempts', 0)",
+        """CREATE TABLE agg_sent (
+            hour TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            messages BIGINT NOT NULL,
+            PRIMARY KEY (hour, tag)
+        )""",
+        """CREATE TABLE agg_attempts (
+            attempt_id BIGINT PRIMARY KEY,
+            tag TEXT NOT NULL,
+            first_open TEXT,
+            first_click TEXT,
+            first_image TEXT,
+            pixels BIGINT NOT NULL,
+            clicks BIGINT NOT NULL
+        )""",
+        """CREATE TABLE agg_hours (
+            hour TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            opens BIGINT NOT NULL,
+            unique_opens BIGINT NOT NULL,
+            clicks BIGINT NOT NULL,
+            unique_clicks BIGINT NOT NULL,
+            PRIMARY KEY (hour, tag)
+        )""",
+        "CREATE TABLE agg_urls (url_id BIGINT PRIMARY KEY, url TEXT NOT NULL)",
+        """CREATE TABLE agg_link_first (
+            attempt_id BIGINT NOT NULL,
+            url_id BIGINT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (attempt_id, url_id)
+        )""",
+        """CREATE TABLE agg_link_hours (
+            hour TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            url_id BIGINT NOT NULL,
+            clicks BIGINT NOT NULL,
+            unique_clicks BIGINT NOT NULL,
+            PRIMARY KEY (hour, tag, url_id)
+        )""",
+        """CREATE TABLE agg_link_days (
+            day TEXT NOT NULL,
+            tag TEXT NOT NULL,
+            url_id BIGINT NOT NULL,
+            clicks BIGINT NOT NULL,
+            unique_clicks BIGINT NOT NULL,
+            PRIMARY KEY (day, tag, url_id)
+        )""",
+        # Covering indexes: a page adds up counts straight from the index, in order.
+        "CREATE INDEX agg_hours_cover ON agg_hours (hour, tag, opens, unique_opens, clicks, unique_clicks)",
+        "CREATE INDEX agg_link_hours_cover ON agg_link_hours (hour, tag, url_id, unique_clicks, clicks)",
+        "CREATE INDEX agg_link_days_cover ON agg_link_days (day, tag, url_id, unique_clicks, clicks)",
+        "CREATE INDEX attempts_tag_ts ON attempts (tag, ts)",
+    ]),
     (5, [  # click domains of sender identities (clicktrail/domains.py)
         """CREATE TABLE click_domains (
             kind TEXT NOT NULL,

@@ -1,72 +1,187 @@
-"""The stats page (``/stats``) and its login; never open without a configured password."""
+"""The stats dashboard's door: login, logout, CSRF, and wiring the dashboard into the app.
+
+There is no default password.  ``CLICKTRAIL_DASHBOARD=auto`` (the default)
+turns the dashboard on only when a password or a user is configured, and
+otherwise logs why it is off; ``on`` refuses to start without one; ``off``
+leaves only the tracker.  The tracking routes work in every case.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import logging
+import os
 import secrets
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
+from werkzeug.security import check_password_hash
 from werkzeug.wrappers import Response
 
+from .aggregate import Timer
+from .errors import ConfigError
 from .tracker import ct
 
+log = logging.getLogger(__name__)
+
 bp = Blueprint("stats", __name__)
+HASH_METHODS = ("scrypt", "pbkdf2")
+SHARED_USER = "stats"  # the user name of whoever logs in with the shared password
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _password() -> str | None:
-    return ct().config["stats_password"]  # type: ignore[no-any-return]
+def is_hash(value: str) -> bool:
+    """Whether a configured password is a werkzeug hash (``method$salt$hash``) rather than plain text."""
+    return value.startswith(HASH_METHODS) and value.count("$") == 2
 
 
-def _csrf_token() -> str:
+def enabled(cfg: Any) -> bool:
+    """Whether these settings turn the dashboard on; ConfigError if they ask for it without a password."""
+    if cfg["dashboard"] == "off":
+        return False
+    for name, hashed in cfg["stats_users"]:
+        if not is_hash(hashed):
+            raise ConfigError(f"CLICKTRAIL_STATS_USERS: the entry for {name!r} is not a password hash;"
+                              " make one with `clicktrail hash-password`")
+    if cfg["stats_password"] or cfg["stats_users"]:
+        return True
+    if cfg["dashboard"] == "on":
+        raise ConfigError("CLICKTRAIL_DASHBOARD is on but neither CLICKTRAIL_STATS_PASSWORD nor CLICKTRAIL_STATS_USERS"
+                          " is set: the dashboard has no default password, so it will not start without one")
+    return False
+
+
+def csrf_token() -> str:
+    """This session's CSRF token, made on first use."""
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(24)
     return str(session["csrf"])
 
 
-def _check_csrf() -> None:
+def check_csrf() -> None:
+    """Refuse a form post whose CSRF token is not this session's."""
     sent = request.form.get("csrf", "")
     if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
         abort(400, "the form expired; reload the page and try again")
 
 
-def _password_ok(given: str) -> bool:
-    want = _password() or ""
+def _same(a: str, b: str) -> bool:
     digest = lambda s: hashlib.sha256(s.encode("utf-8", "surrogatepass")).digest()  # noqa: E731
-    return bool(want) and hmac.compare_digest(digest(given), digest(want))
+    return hmac.compare_digest(digest(a), digest(b))
 
 
-@bp.route("/stats")
-def overview() -> Response | str | tuple[str, int]:
-    """Messages, opens and clicks (unique and total), and the best performing links."""
-    if not _password():
-        return render_template("error.html", message="The stats page is disabled: no password is configured."), 404
-    if not session.get("stats"):
-        return redirect(url_for("stats.login"))
-    return render_template("stats.html", s=ct().store.stats(), csrf=_csrf_token())
+def verify(user: str, password: str) -> str | None:
+    """The user name these credentials log in as, or None."""
+    cfg = ct().config
+    if user:
+        for name, hashed in cfg["stats_users"]:
+            if _same(name, user):
+                return name if check_password_hash(hashed, password) else None
+        return None
+    want = cfg["stats_password"]
+    if not want or not password:
+        return None
+    ok = check_password_hash(want, password) if is_hash(want) else _same(password, want)
+    return SHARED_USER if ok else None
+
+
+def login_required(view: F) -> F:
+    """Send whoever is not logged in to the login page."""
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not session.get("user"):
+            return redirect(url_for("stats.login", next=request.full_path.rstrip("?")))
+        return view(*args, **kwargs)
+    return wrapped  # type: ignore[return-value]
+
+
+def safe_next(target: str | None) -> str:
+    """A place to go back to on this dashboard only (never another site)."""
+    if target and target.startswith("/stats") and "//" not in target and "\\" not in target:
+        return target
+    return url_for("stats.overview")
+
+
+@bp.before_request
+def dashboard_on() -> tuple[str, int] | None:
+    """Answer every dashboard address with a page saying why it is off, when it is."""
+    if not current_app.config.get("CLICKTRAIL_DASHBOARD"):
+        return render_template("error.html", message="The stats dashboard is off: no password is configured"
+                               " (set CLICKTRAIL_STATS_PASSWORD or CLICKTRAIL_STATS_USERS)."), 404
+    return None
+
+
+@bp.after_request
+def private(resp: Response) -> Response:
+    """Add the headers that keep dashboard pages private and script-free."""
+    # Pages hold private figures and the sender's and readers' text: no caching,
+    # no framing, nothing loaded from elsewhere, no scripts.
+    resp.headers["Cache-Control"] = "no-store"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")
+    return resp
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response | str | tuple[str, int]:
-    if not _password():
-        return render_template("error.html", message="The stats page is disabled: no password is configured."), 404
+def login() -> Response | tuple[str, int]:
+    """The login form; on success, a fresh session."""
     error = None
     if request.method == "POST":
-        _check_csrf()
-        if _password_ok(request.form.get("password", "")):
-            session.clear()
-            session["stats"] = True
-            return redirect(url_for("stats.overview"))
-        error = "Wrong password."
-    return render_template("login.html", csrf=_csrf_token(), error=error), (401 if error else 200)
+        check_csrf()
+        user = verify(request.form.get("user", "").strip(), request.form.get("password", ""))
+        if user:
+            session.clear()  # a new session on login: no fixation
+            session["user"] = user
+            return redirect(safe_next(request.form.get("next")))
+        error = "Wrong user name or password."
+    page = render_template("login.html", csrf=csrf_token(), error=error, next=request.values.get("next", ""),
+                           users=bool(ct().config["stats_users"]), password=bool(ct().config["stats_password"]))
+    return page, (401 if error else 200)
 
 
 @bp.route("/logout", methods=["POST"])
 def logout() -> Response:
-    _check_csrf()
+    """End the session."""
+    check_csrf()
     session.clear()
     return redirect(url_for("stats.login"))
 
 
+def _start_timer(app: Flask, interval: int) -> None:
+    """Start the aggregation timer in each worker process, on its first request.
+
+    Lazily, because gunicorn forks workers after the app is built when
+    preloading, and a thread does not survive a fork.
+    """
+    started: dict[str, int] = {}
+    store = app.extensions["clicktrail"].store
+    app_ref = weakref.ref(app)
+
+    @app.before_request
+    def aggregate_on_timer() -> None:
+        if started.get("pid") != os.getpid():
+            started["pid"] = os.getpid()
+            Timer(store, interval, alive=lambda: app_ref() is not None).start()
+
+
 def init_app(app: Flask) -> None:
+    """Plug the dashboard in (or, without a password, a page saying it is off) and its aggregation timer."""
+    from . import dashboard  # noqa: F401 - its routes join this blueprint
+
+    cfg = app.extensions["clicktrail"].config
+    on = enabled(cfg)
+    if not on and cfg["dashboard"] == "auto":
+        log.warning("stats dashboard off: set CLICKTRAIL_STATS_PASSWORD or CLICKTRAIL_STATS_USERS to turn it on"
+                    " (tracking works without it)")
+    app.config["CLICKTRAIL_DASHBOARD"] = on
     app.register_blueprint(bp)
+    if on and cfg["aggregate_interval"]:
+        _start_timer(app, cfg["aggregate_interval"])

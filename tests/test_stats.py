@@ -5,6 +5,7 @@ from typing import Any
 
 from flask.testing import FlaskClient
 
+from clicktrail import aggregate
 from clicktrail.messages import track
 from clicktrail.tracker import Clicktrail, create_app
 
@@ -24,7 +25,7 @@ def test_stats_is_disabled_without_a_password(settings: dict[str, Any]) -> None:
 
 
 def test_stats_needs_login(client: FlaskClient) -> None:
-    assert client.get("/stats").headers["Location"].endswith("/login")
+    assert "/login" in client.get("/stats").headers["Location"]
     assert login(client, "wrong").status_code == 401
     assert client.get("/stats").status_code == 302
 
@@ -42,6 +43,7 @@ def test_stats_show_counts_and_best_links_escaped(client: FlaskClient, parts: Cl
     client.get(link.group(1).replace("&amp;", "&"))
     client.get(link.group(1).replace("&amp;", "&"))
     assert login(client, "s3cret-pass").status_code == 302
+    aggregate.fold(parts.store)  # what the app's timer does every few seconds
     page = client.get("/stats").get_data(as_text=True)
     assert re.search(r'id="messages"><b>2</b>', page)
     assert re.search(r'id="unique-clicks"><b>1</b>', page) and re.search(r'id="total-clicks"><b>2</b>', page)
