@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
 from .logstore import Attempt, Store, attempt_key, new_id
 from .mime import Prepared, prepare
@@ -55,9 +55,12 @@ def track(
     raw: bytes,
     recipients: Sequence[str | None] = (None,),
     tag: str | None = None,
+    accept: Callable[[Prepared], None] | None = None,
 ) -> Result:
     """Rewrite a message for each recipient and record one attempt per copy."""
     prepared = prepare(raw, opts)
+    if accept is not None:
+        accept(prepared)  # the caller may refuse the scanned message before anything is recorded
     for warning in prepared.warnings:
         log.warning("%s", warning)
     attempts, copies = [], []

@@ -77,9 +77,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if cfg["trusted_proxies"]:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=cfg["trusted_proxies"], x_proto=cfg["trusted_proxies"])  # type: ignore[method-assign]
     app.register_blueprint(bp)
-    from . import stats
+    from . import api, stats
 
     stats.init_app(app)
+    api.init_app(app)
 
     @app.errorhandler(404)
     def not_found(_: Exception) -> tuple[str, int]:
