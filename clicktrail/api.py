@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import json
 import logging
+import re
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
     default_exceptions,
 )
+from werkzeug.routing import Rule
 
 from . import apikeys, export, openapi, submission
 from .errors import BadInput, ClicktrailError, StoreUnavailable
@@ -41,6 +43,8 @@ LOG_PARAMS = ("start", "end", "tag", "message", "recipient", "format", "after", 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_LIMIT = 10_000_000
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+UNESCAPED_PLUS = re.compile(r"(?<=\d) (\d\d:?\d\d)$")
+MESSAGE_KEY = re.compile(r"^[0-9a-fA-F]{16}$")
 
 
 def _error(message: str, status: int, field: str | None = None) -> Response:
@@ -124,7 +128,7 @@ def _content(data: bytes) -> tuple[str, str]:
         return base64.b64encode(data).decode("ascii"), "base64"
 
 
-@bp.post("/messages")
+@bp.post("/messages", provide_automatic_options=False)
 def submit() -> Response:
     """Rewrite a message for each recipient, record one attempt per copy, answer every copy."""
     sub = _read_submission()
@@ -165,7 +169,8 @@ def _time(name: str) -> str | None:
     if value is None:
         return None
     try:
-        t = datetime.fromisoformat(value.strip())
+        # An unescaped "+" in a query string arrives as a space: "…T10:00:00 02:00" means +02:00.
+        t = datetime.fromisoformat(UNESCAPED_PLUS.sub(r"+\1", value.strip()))
         if t.tzinfo is None:
             t = t.replace(tzinfo=UTC)  # a time without offset is taken as UTC
         return t.astimezone(UTC).isoformat(timespec="microseconds")
@@ -177,10 +182,9 @@ def _attempt(name: str) -> int | None:
     value = _arg(name)
     if value is None:
         return None
-    found = parse_attempt_key(value)
-    if found is None:
+    if not MESSAGE_KEY.match(value):
         raise BadInput(f"{name} is a message id: 16 hexadecimal digits", field=name)
-    return found
+    return parse_attempt_key(value.lower()) or -1  # well formed but never issued: matches nothing
 
 
 def _int(name: str, low: int, high: int, default: int | None) -> int | None:
@@ -198,7 +202,7 @@ def _no_unknown(known: tuple[str, ...]) -> None:
             raise BadInput(f"unknown parameter {name!r}", field=name)
 
 
-@bp.get(f"/logs/<any({', '.join(export.LOG_NAMES)}):kind>")
+@bp.get(f"/logs/<any({', '.join(export.LOG_NAMES)}):kind>", provide_automatic_options=False)
 def logs(kind: str) -> Response:
     """Stream one raw log, oldest first, filtered, as JSON Lines, CSV or a JSON array."""
     _no_unknown(LOG_PARAMS)
@@ -231,7 +235,7 @@ def logs(kind: str) -> Response:
     return Response(stream_with_context(body), content_type=ctype)
 
 
-@bp.get("/stats")
+@bp.get("/stats", provide_automatic_options=False)
 def stats() -> Response:
     """Opens, clicks and rates: overall and per tag (optionally of one tag or one message)."""
     _no_unknown(("tag", "message", "links"))
@@ -246,14 +250,12 @@ def stats() -> Response:
     return jsonify(totals=store.stats(links, tag=tag, attempt=attempt), tags=per_tag)
 
 
-@bp.get("/openapi.json")
+@bp.get("/openapi.json", provide_automatic_options=False)
 def spec() -> Response:
     """This API, described in OpenAPI 3.1."""
     return jsonify(openapi.spec())
 
 
-@bp.route("/", defaults={"_rest": ""}, methods=METHODS)
-@bp.route("/<path:_rest>", methods=METHODS)
 def unknown(_rest: str) -> Response:
     """Anything else under /api: 405 for a known path with another method, else 404 (as JSON)."""
     adapter = current_app.url_map.bind_to_environ(request.environ)
@@ -265,6 +267,8 @@ def unknown(_rest: str) -> Response:
             continue
         if endpoint.startswith("api.") and endpoint != "api.unknown":
             allowed.append(method)
+    if allowed and request.method == "OPTIONS":
+        return Response(status=204, headers={"Allow": ", ".join([*allowed, "OPTIONS"])})
     if allowed:
         raise MethodNotAllowed(valid_methods=allowed)
     raise NotFound("no such API endpoint; see /api/openapi.json")
@@ -272,3 +276,8 @@ def unknown(_rest: str) -> Response:
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    # Rules without a method list match every method (Flask's own rules always name theirs), so any
+    # other path or method under /api reaches ``unknown`` and is answered in JSON, never by the HTML pages.
+    app.url_map.add(Rule("/api/", endpoint="api.unknown", defaults={"_rest": ""}))
+    app.url_map.add(Rule("/api/<path:_rest>", endpoint="api.unknown"))
+    app.view_functions["api.unknown"] = unknown

@@ -8,8 +8,8 @@ the links, so every link we give out can be followed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from .logstore import Attempt, Store, attempt_key, new_id
 from .mime import Prepared, prepare

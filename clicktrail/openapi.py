@@ -11,7 +11,13 @@ from typing import Any
 from . import export, submission
 
 API_VERSION = "1.0.0"
-MESSAGE_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$", "description": "A message (attempt) id."}
+MESSAGE_ID = {"type": "string", "pattern": "^[0-9a-fA-F]{16}$", "description": "A message (attempt) id."}
+
+
+EXAMPLE = {"html": '<p>New this week: <a href="https://shop.example.com/sale?id=7">the sale</a></p>',
+           "subject": "This week", "from": "news@example.com", "recipients": ["ann@example.com", "bob@example.com"],
+           "tag": "weekly", "trackclicks": True, "trackopens": True}
+CONTENT_REQUIRED = [{"required": [name]} for name in submission.CONTENT]
 
 
 def _nullable(kind: str) -> dict[str, Any]:
@@ -26,6 +32,7 @@ def _error(description: str) -> dict[str, Any]:
 ERRORS = {
     "400": _error("Bad input; `field` names the field or parameter."),
     "401": _error("Missing, wrong or revoked API key."),
+    "404": _error("No such path (e.g. an unknown log name)."),
     "405": _error("The path exists but not with this method."),
     "503": _error("The store cannot be read or written now; try again."),
 }
@@ -48,9 +55,10 @@ FILTERS = [
 def _schemas() -> dict[str, Any]:
     text_or_null = _nullable("string")
     form_switch = {"type": "string", "enum": [*submission.FORM_TRUE, *submission.FORM_FALSE]}
-    recipients = {"oneOf": [{"type": "string"},
+    recipients = {"oneOf": [{"type": "string"}, {"type": "null"},
                             {"type": "array", "items": {"type": "string"}, "maxItems": submission.MAX_RECIPIENTS}],
-                  "description": "One address, a comma-separated list, or an array of addresses."}
+                  "description": "One address, a comma-separated list, or an array of addresses; "
+                                 "none: the message's To."}
     common = {
         "mime": {**text_or_null, "description": "A whole MIME message; or give html and/or text."},
         "html": {**text_or_null, "description": "HTML body of a message clicktrail builds."},
@@ -85,11 +93,11 @@ def _schemas() -> dict[str, Any]:
     return {
         "Error": {"type": "object", "required": ["error", "field"], "properties": {
             "error": {"type": "string"}, "field": text_or_null}},
-        "MessageRequest": {"type": "object", "additionalProperties": False, "properties": {
+        "MessageRequest": {"type": "object", "additionalProperties": False, "anyOf": CONTENT_REQUIRED, "properties": {
             **common, "recipients": recipients,
             "trackclicks": {**_nullable("boolean"), "description": "Rewrite links (default: configuration)."},
             "trackopens": {**_nullable("boolean"), "description": "Add the open pixel and track images."}}},
-        "MessageForm": {"type": "object", "additionalProperties": False, "properties": {
+        "MessageForm": {"type": "object", "additionalProperties": False, "anyOf": CONTENT_REQUIRED, "properties": {
             **{k: {"type": "string", "description": v["description"]} for k, v in common.items()},
             "recipients": {"type": "array", "items": {"type": "string"}, "description": "Repeat for many."},
             "trackclicks": form_switch, "trackopens": form_switch}},
@@ -127,7 +135,8 @@ def spec() -> dict[str, Any]:
                 "operationId": "submitMessage",
                 "summary": "Rewrite a message for each recipient; record one attempt per copy.",
                 "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/MessageRequest"}},
+                    "application/json": {"schema": {"$ref": "#/components/schemas/MessageRequest"},
+                                         "example": EXAMPLE},
                     "application/x-www-form-urlencoded": form, "multipart/form-data": form}},
                 "responses": {
                     "200": {"description": "One rewritten copy per recipient.", "content": {"application/json": {
