@@ -37,15 +37,7 @@ class Result:
 
 def stamp(prepared: Prepared, signer: Signer, attempt_id: int) -> bytes:
     """Render one copy: each link slot gets this attempt's identifier for that link."""
-    minted: dict[int, str] = {}
-
-    def token(idx: int) -> str:
-        t = minted.get(idx)
-        if t is None:
-            t = minted[idx] = signer.mint(attempt_id, idx)
-        return t
-
-    return prepared.render(token)
+    return prepared.render(signer.mint_many(attempt_id, prepared.slot_indexes).__getitem__)
 
 
 def track(
