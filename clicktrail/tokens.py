@@ -74,7 +74,7 @@ class Signer:
         state = self._keyed.copy()
         state.update(head)
         idxs = list(link_idxs)
-        tails = []
+        tails: list[bytes] = []
         copy, pack = state.copy, _IDX.pack
         for idx in idxs:
             h = copy()
