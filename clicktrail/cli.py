@@ -137,6 +137,8 @@ def demo(port: int, data: str, no_serve: bool) -> None:
     echo(f"  [open pixel] {base}/{parts.signer.mint(attempt, 0)}/o.gif")
     echo(f"Stats page: {base}/stats   password: {env['CLICKTRAIL_STATS_PASSWORD']}")
     echo(f"Raw logs:   CLICKTRAIL_DATABASE={env['CLICKTRAIL_DATABASE']} clicktrail logs clicks")
+    echo(f"API key:    CLICKTRAIL_DATABASE={env['CLICKTRAIL_DATABASE']} clicktrail keys create --name demo"
+         "   (README, API: curl examples)")
     if no_serve:
         return
     echo("Starting the tracker (gunicorn, 2 workers); Ctrl-C stops it.")
