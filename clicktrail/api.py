@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import json
 import logging
 import re
@@ -30,7 +31,7 @@ from werkzeug.exceptions import (
 from werkzeug.routing import Rule
 
 from . import apikeys, export, openapi, submission
-from .errors import BadInput, ClicktrailError, StoreUnavailable
+from .errors import BadInput, ClicktrailError
 from .logstore import Scope, parse_attempt_key
 from .messages import track
 from .mime import BadSwitch, Prepared, looks_like_mime
@@ -80,6 +81,12 @@ for _code in default_exceptions:
 @bp.errorhandler(ClicktrailError)
 def bad_input(e: ClicktrailError) -> Response:
     return _error(e.message, e.status, e.field)
+
+
+@bp.errorhandler(sqlite3.Error)
+def store_failing(e: sqlite3.Error) -> Response:
+    log.error("API request: the store failed: %s", e)
+    return _error("the store cannot be read or written now; try again in a moment", 503)
 
 
 @bp.errorhandler(Exception)
@@ -146,8 +153,6 @@ def submit() -> Response:
         result = track(parts.store, parts.signer, opts, sub.raw, sub.recipients or [None], sub.tag, _checker(sub))
     except BadSwitch as e:
         raise BadInput(str(e), field="mime") from e
-    except sqlite3.Error as e:
-        raise StoreUnavailable(f"the store cannot record the message now ({e}); try again") from e
     copies = []
     for copy in result.copies:
         text, encoding = _content(copy.data)
@@ -233,8 +238,9 @@ def logs(kind: str) -> Response:
         rows = store.events(export.EVENT_LOGS[kind], after=seq, scope=scope)
         columns = export.EVENT_COLUMNS
     body = export.stream(rows, fmt, columns, limit)
+    first = next(body, b"")  # the first chunk before the answer starts, so a failing store is still a 503
     ctype = export.FORMATS[fmt] + ("" if fmt == "json" else "; charset=utf-8")
-    return Response(stream_with_context(body), content_type=ctype)
+    return Response(stream_with_context(itertools.chain([first], body)), content_type=ctype)
 
 
 @bp.get("/stats", provide_automatic_options=False)

@@ -72,13 +72,12 @@ def _texts(rows: Iterable[dict[str, Any]], fmt: str, columns: tuple[str, ...], l
             buf.seek(0)
             buf.truncate()
     elif fmt == "json":
-        first = True
-        yield "["
+        opened = False
         for chunk in _chunks(rows, limit):
             if chunk:
-                yield ("\n" if first else ",\n") + ",\n".join(json.dumps(r, ensure_ascii=False) for r in chunk)
-                first = False
-        yield "\n]\n" if not first else "]\n"
+                yield (",\n" if opened else "[\n") + ",\n".join(json.dumps(r, ensure_ascii=False) for r in chunk)
+                opened = True
+        yield "\n]\n" if opened else "[]\n"
     else:
         for chunk in _chunks(rows, limit):
             if chunk:

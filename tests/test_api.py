@@ -507,3 +507,13 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
              "--report-dir", str(tmp_path / "report")],
             capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("path", ["/api/logs/clicks", "/api/logs/attempts?format=json", "/api/stats"])
+def test_a_failing_store_is_a_json_503_for_reads_too(client: FlaskClient, auth: dict[str, str],
+                                                      settings: dict[str, Any], path: str) -> None:
+    with sqlite3.connect(settings["database"]) as db:
+        for table in ("events", "links", "attempts"):
+            db.execute(f"DROP TABLE {table}")
+    resp = client.get(path, headers=auth)
+    assert resp.status_code == 503 and resp.get_json()["error"]
