@@ -100,12 +100,18 @@ def _read_submission() -> submission.Submission:
     limit = ct().config["max_message_bytes"]
     if request.content_length is not None and request.content_length > limit:
         raise RequestEntityTooLarge(f"the request body is over {limit} bytes")
-    request.max_content_length = limit  # also bounds bodies sent without a length
+    if request.content_length is None:
+        # Sent without a length (chunked): werkzeug stops quietly at the maximum, so read
+        # one byte past it to tell a body of exactly the limit from a longer one.
+        request.max_content_length = limit + 1
+        if len(request.get_data(cache=True)) > limit:
+            raise RequestEntityTooLarge(f"the request body is over {limit} bytes")
+    request.max_content_length = limit
     request.max_form_memory_size = limit
     domain = urlsplit(ct().config["click_domain"]).hostname or "clicktrail.invalid"
     if request.mimetype == "application/json":
         try:
-            body = json.loads(request.get_data(cache=False))
+            body = json.loads(request.get_data())
         except (ValueError, RecursionError) as e:
             raise BadInput(f"the body is not valid JSON: {e}") from e
         return submission.from_json(body, domain)

@@ -248,7 +248,7 @@ def test_other_content_types_are_415(client: FlaskClient, auth: dict[str, str]) 
     assert resp.status_code == 415 and "error" in resp.get_json()
 
 
-@pytest.mark.parametrize("how", ["json", "urlencoded", "multipart"])
+@pytest.mark.parametrize("how", ["json", "urlencoded", "multipart", "chunked"])
 def test_a_body_over_the_limit_is_413(settings: dict[str, Any], how: str) -> None:
     app = create_app({**settings, "max_message_bytes": 2000})
     client = app.test_client()
@@ -256,6 +256,15 @@ def test_a_body_over_the_limit_is_413(settings: dict[str, Any], how: str) -> Non
     big = "<p>" + "x" * 3000 + "</p>"
     if how == "json":
         resp = client.post("/api/messages", json={"html": big}, headers=auth)
+    elif how == "chunked":  # no length: the server ends the stream (gunicorn does for chunked bodies)
+        chunked = {**auth, "Transfer-Encoding": "chunked"}
+        resp = client.post("/api/messages", input_stream=io.BytesIO(json.dumps({"html": big}).encode()),
+                           content_type="application/json", headers=chunked,
+                           environ_overrides={"wsgi.input_terminated": True})
+        small = client.post("/api/messages", input_stream=io.BytesIO(json.dumps({"html": HTML}).encode()),
+                            content_type="application/json", headers=chunked,
+                            environ_overrides={"wsgi.input_terminated": True})
+        assert small.status_code == 200, small.get_json()
     else:
         resp = client.post("/api/messages", data={"html": big}, headers=auth,
                            content_type="multipart/form-data" if how == "multipart" else None)
