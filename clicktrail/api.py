@@ -156,7 +156,8 @@ def submit() -> Response:
         track_opens=opts.track_opens if sub.track_opens is None else sub.track_opens,
     )
     try:
-        result = track(parts.store, parts.signer, opts, sub.raw, sub.recipients or [None], sub.tag, _checker(sub))
+        result = track(parts.store, parts.signer, opts, sub.raw, sub.recipients or [None], sub.tag,
+                       accept=_checker(sub))
     except BadSwitch as e:
         raise BadInput(str(e), field="mime") from e
     copies = []

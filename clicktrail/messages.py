@@ -37,7 +37,15 @@ class Result:
 
 def stamp(prepared: Prepared, signer: Signer, attempt_id: int) -> bytes:
     """Render one copy: each link slot gets this attempt's identifier for that link."""
-    return prepared.render(signer.mint_many(attempt_id, prepared.slot_indexes).__getitem__)
+    minted: dict[int, str] = {}
+
+    def token(idx: int) -> str:
+        t = minted.get(idx)
+        if t is None:
+            t = minted[idx] = signer.mint(attempt_id, idx)
+        return t
+
+    return prepared.render(token)
 
 
 def track(
@@ -47,6 +55,7 @@ def track(
     raw: bytes,
     recipients: Sequence[str | None] = (None,),
     tag: str | None = None,
+    *,
     accept: Callable[[Prepared], None] | None = None,
 ) -> Result:
     """Rewrite a message for each recipient and record one attempt per copy."""

@@ -21,15 +21,13 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
-from functools import cached_property
 from typing import Callable, Iterator
 
-from .rewrite import LinkTable, Options, Slot, Template, html_template, text_template
+from .rewrite import LinkTable, Options, Template, html_template, text_template
 
 SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _B64_BODY = re.compile(rb"^[A-Za-z0-9+/=\s]*$")
-_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+\Z")  # URL-safe base64: literal in quoted-printable
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
 
@@ -40,9 +38,6 @@ class Unreadable(Exception):
 
 class BadSwitch(ValueError):
     """A tracking switch header holds something other than yes or no."""
-
-
-Layout = tuple[list[bytes], list[tuple[int, int, int]]]
 
 
 @dataclass
@@ -86,6 +81,10 @@ class _Part:
         return b"".join(out)
 
 
+Layout = tuple[list[bytes], list[tuple[int, int, int]]]
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+\Z")  # URL-safe base64: literal in quoted-printable
+
+
 def _differences(a: bytes, b: bytes, step: int = 64) -> list[int]:
     found: list[int] = []
     for i in range(0, len(a), step):
@@ -103,7 +102,7 @@ def _encoded_layout(part: _Part, token: Callable[[int], str]) -> Layout:
     identifier characters.  Checked against a full encode with real identifiers;
     an encoding that does not keep them in place (base64) gets an empty layout and is encoded in full.
     """
-    slots = [p for p in part.template.pieces if isinstance(p, Slot)]
+    slots = [p for p in part.template.pieces if not isinstance(p, str)]
     n = len(token(slots[0].idx)) if slots else 0
     if not n or not all(len(token(s.idx)) == n and _TOKEN_CHARS.match(token(s.idx)) for s in slots):
         return ([], [])
@@ -152,11 +151,6 @@ class Prepared:
     @property
     def changed(self) -> bool:
         return bool(self.drop) or any(p.template.changed for p in self.parts)
-
-    @cached_property
-    def slot_indexes(self) -> list[int]:
-        """The link indexes (0: the pixel) that a copy needs identifiers for."""
-        return sorted({p.idx for part in self.parts for p in part.template.pieces if isinstance(p, Slot)})
 
     def render(self, token: Callable[[int], str]) -> bytes:
         """The message as one recipient receives it, with ``token(idx)`` identifiers."""

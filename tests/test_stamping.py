@@ -33,13 +33,6 @@ def messages() -> list[tuple[str, bytes]]:
     return found
 
 
-def test_mint_many_gives_the_identifiers_mint_gives() -> None:
-    for attempt in (1, 2**40 + 7, 2**63 - 1):
-        idxs = [0, 1, 2, 63, 64, 1000, 65535]
-        assert SIGNER.mint_many(attempt, idxs) == {i: SIGNER.mint(attempt, i) for i in idxs}
-        assert all(SIGNER.verify(t) is not None for t in SIGNER.mint_many(attempt, idxs).values())
-
-
 @pytest.mark.parametrize(("name", "raw"), messages(), ids=[n for n, _ in messages()])
 def test_every_copy_is_what_a_full_encode_gives(tmp_path: Path, name: str, raw: bytes) -> None:
     store = Store(str(tmp_path / "s.db"), str(tmp_path / "s.spool"))
