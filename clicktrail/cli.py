@@ -189,4 +189,3 @@ def demo(port: int, data: str, no_serve: bool) -> None:
     os.execve(str(gunicorn), [str(gunicorn), "--workers", "2", "--bind", f"127.0.0.1:{port}",
                               "--access-logfile", "-", "--no-control-socket",
                               "clicktrail.tracker:create_app()"], dict(os.environ))
-
