@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, stream_with_context
 from werkzeug.exceptions import (
     HTTPException,
     MethodNotAllowed,
@@ -58,10 +58,12 @@ def _error(message: str, status: int, field: str | None = None) -> Response:
 def authenticate() -> Response | None:
     """Let the request through only with a live key: ``Authorization: Bearer KEY``."""
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or apikeys.check(ct().store, key.strip()) is None:
+    found = apikeys.check(ct().store, key.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
         resp = _error("a valid API key is required: Authorization: Bearer KEY", 401)
         resp.headers["WWW-Authenticate"] = 'Bearer realm="clicktrail"'
         return resp
+    g.api_key = found  # who is calling, for the routes
     return None
 
 
