@@ -15,8 +15,8 @@ import json
 import logging
 import re
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, stream_with_context
@@ -68,6 +68,7 @@ def authenticate() -> Response | None:
 
 
 def http_error(e: HTTPException) -> Response:
+    """Answer an HTTP error (404, 405, 413, 415…) in JSON."""
     resp = _error(e.description or e.name, e.code or 500)
     if isinstance(e, MethodNotAllowed) and e.valid_methods:
         resp.headers["Allow"] = ", ".join(e.valid_methods)
@@ -82,17 +83,20 @@ for _code in default_exceptions:
 
 @bp.errorhandler(ClicktrailError)
 def bad_input(e: ClicktrailError) -> Response:
+    """Answer bad input (or a store that cannot take it) in JSON, naming the field."""
     return _error(e.message, e.status, e.field)
 
 
 @bp.errorhandler(sqlite3.Error)
 def store_failing(e: sqlite3.Error) -> Response:
+    """Answer 503 when the database fails: the request may be tried again."""
     log.error("API request: the store failed: %s", e)
     return _error("the store cannot be read or written now; try again in a moment", 503)
 
 
 @bp.errorhandler(Exception)
 def unexpected(e: Exception) -> Response:
+    """Answer a bug in JSON too (logged with its traceback), never with an HTML page."""
     log.exception("API request failed: %s", e)
     return _error("internal error; it has been logged", 500)
 
@@ -124,7 +128,7 @@ def _read_submission() -> submission.Submission:
     raise UnsupportedMediaType("send application/json, application/x-www-form-urlencoded or multipart/form-data")
 
 
-def _checker(sub: submission.Submission) -> Any:
+def _checker(sub: submission.Submission) -> Callable[[Prepared], None]:
     """Refuse a message that would go out untracked or tracked against the request's switches."""
     def accept(prepared: Prepared) -> None:
         if prepared.warnings:
@@ -292,6 +296,7 @@ def unknown(_rest: str) -> Response:
 
 
 def init_app(app: Flask) -> None:
+    """Plug the API into the app."""
     app.register_blueprint(bp)
     # Rules without a method list match every method (Flask's own rules always name theirs), so any
     # other path or method under /api reaches ``unknown`` and is answered in JSON, never by the HTML pages.
