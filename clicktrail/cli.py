@@ -102,6 +102,48 @@ def serve(host: str, port: int) -> None:
     app.run(host=host, port=port)
 
 
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys (for everything under /api)."""
+
+
+@keys.command("create")
+@click.option("--name", required=True, metavar="NAME", help="What the key is for, e.g. the sending application.")
+def keys_create(name: str) -> None:
+    """Create a key and print it once, alone on the last line."""
+    from . import apikeys
+
+    try:
+        made, key = apikeys.create(_parts().store, name)
+    except ClicktrailError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"created API key {made.id} ({made.name}); it is shown only now: keep it safe")
+    click.echo(key)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys: id, created, revoked, name (never the keys themselves)."""
+    from . import apikeys
+
+    for k in apikeys.listing(_parts().store):
+        click.echo(f"{k.id}  created {k.created_at}  {'revoked ' + k.revoked_at if k.revoked_at else 'active'}  "
+                   f"{k.name}")
+
+
+@keys.command("revoke")
+@click.argument("key_id", metavar="ID")
+def keys_revoke(key_id: str) -> None:
+    """Revoke the key with this id (see `keys list`); it stops working at once."""
+    from . import apikeys
+
+    try:
+        k = apikeys.revoke(_parts().store, key_id)
+    except ClicktrailError as e:
+        raise click.ClickException(e.message) from e
+    click.echo(f"revoked API key {k.id} ({k.name})")
+
+
 @main.command()
 @click.option("--port", default=8000, show_default=True, help="Port for the demo tracker on 127.0.0.1.")
 @click.option("--data", default="demo-data", show_default=True, type=click.Path(file_okay=False),
@@ -140,6 +182,8 @@ def demo(port: int, data: str, no_serve: bool) -> None:
     echo(f"  [open pixel] {base}/{parts.signer.mint(attempt, 0)}/o.gif")
     echo(f"Stats page: {base}/stats   password: {env['CLICKTRAIL_STATS_PASSWORD']}")
     echo(f"Raw logs:   CLICKTRAIL_DATABASE={env['CLICKTRAIL_DATABASE']} clicktrail logs clicks")
+    echo(f"API key:    CLICKTRAIL_DATABASE={env['CLICKTRAIL_DATABASE']} clicktrail keys create --name demo"
+         "   (README, API: curl examples)")
     if no_serve:
         return
     echo("Starting the tracker (gunicorn, 2 workers); Ctrl-C stops it.")

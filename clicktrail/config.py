@@ -148,6 +148,8 @@ SETTINGS = (
     Setting("track_opens", _bool, True, "Add the open pixel and track images unless a message says otherwise."),
     Setting("scam_protection", _bool, True,
             "Leave links alone whose visible text is itself a URL or host name."),
+    Setting("max_message_bytes", _int, 10_000_000,
+            "Largest request body POST /api/messages accepts, in bytes; a larger one gets 413."),
     Setting("spool", _text, None,
             "Append-only file for events the database could not take; default: the database path + .spool."),
     Setting("sync", _bool, True,

@@ -68,6 +68,15 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         "CREATE INDEX events_type_seq ON events (type, seq)",
         "CREATE INDEX events_attempt ON events (attempt_id, type)",
     ]),
+    (2, [  # API keys (clicktrail/apikeys.py): only a hash of each key is kept
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            key_hash TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        )""",
+    ]),
     (3, [  # the SMTP relay: its logins (smtpusers.py), and copies already delivered (relay.py)
         """CREATE TABLE smtp_users (
             name TEXT PRIMARY KEY,
@@ -195,6 +204,27 @@ class Attempt:
     track_clicks: bool = True
     track_opens: bool = True
     ts: str = field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which rows a log read or the stats cover: a time range [start, end), a tag, an attempt, a recipient."""
+
+    start: str | None = None  # stored time form (see utcnow)
+    end: str | None = None
+    tag: str | None = None
+    attempt: int | None = None
+    recipient: str | None = None
+
+    def where(self, ts: str | None, tag: str | None, attempt: str | None,
+              recipient: str | None) -> tuple[str, list[Any]]:
+        """SQL conditions (each starting with AND) over the given columns, and their parameters."""
+        conds: list[tuple[str | None, str, Any]] = [
+            (ts, "{} >= ?", self.start), (ts, "{} < ?", self.end), (tag, "{} = ?", self.tag),
+            (attempt, "{} = ?", self.attempt), (recipient, "LOWER({}) = LOWER(?)", self.recipient),
+        ]
+        used = [(col, sql, value) for col, sql, value in conds if col is not None and value is not None]
+        return "".join(" AND " + sql.format(col) for col, sql, _ in used), [v for _, _, v in used]
 
 
 def attempt_key(attempt_id: int) -> str:
@@ -373,16 +403,18 @@ class Store:
         return len(events)
 
     # -- reading ----------------------------------------------------------------------
-    def events(self, type_: str, since: str | None = None, after: int = 0, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    def events(self, type_: str, since: str | None = None, after: int = 0, batch: int = 1000,
+               *, scope: Scope | None = None) -> Iterator[dict[str, Any]]:
         """Stream events of one type (with their attempt's fields), oldest first, in batches."""
         conn = self._connect()
+        where, params = (scope or Scope(start=since)).where("e.ts", "a.tag", "e.attempt_id", "a.recipient")
         while True:
             rows = conn.execute(
                 "SELECT e.seq, e.event_id, e.type, e.kind, e.ts, e.attempt_id, e.link_idx, e.url, e.ip,"
                 " e.user_agent, e.detail, a.recipient, a.tag, a.message_id, a.subject"
                 " FROM events e LEFT JOIN attempts a ON a.id = e.attempt_id"
-                " WHERE e.type = ? AND e.seq > ? AND (? IS NULL OR e.ts >= ?) ORDER BY e.seq LIMIT ?",
-                (type_, after, since, since, batch)).fetchall()
+                f" WHERE e.type = ? AND e.seq > ?{where} ORDER BY e.seq LIMIT ?",
+                (type_, after, *params, batch)).fetchall()
             for r in rows:
                 yield {
                     "id": r[1], "seq": r[0], "type": r[2], "kind": r[3], "time": r[4],
@@ -394,15 +426,27 @@ class Store:
                 return
             after = rows[-1][0]
 
-    def attempts(self, since: str | None = None, batch: int = 1000) -> Iterator[dict[str, Any]]:
+    def event_seq(self, event_id: str) -> int | None:
+        """The place of an event in its log (for paging after it), or None if unknown."""
+        row = self._connect().execute("SELECT seq FROM events WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def attempt_place(self, attempt_id: int) -> tuple[str, int] | None:
+        """The (time, id) an attempt is ordered by (for paging after it), or None if unknown."""
+        row = self._connect().execute("SELECT ts, id FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def attempts(self, since: str | None = None, batch: int = 1000, *, scope: Scope | None = None,
+                 after: tuple[str, int] = ("", 0)) -> Iterator[dict[str, Any]]:
         """Stream attempts with their links, oldest first."""
         conn = self._connect()
-        last = ("", 0)
+        where, params = (scope or Scope(start=since)).where("ts", "tag", "id", "recipient")
+        last = after
         while True:
             rows = conn.execute(
                 "SELECT id, content_id, ts, recipient, subject, message_id, tag, track_clicks, track_opens"
-                " FROM attempts WHERE (ts > ? OR (ts = ? AND id > ?)) AND (? IS NULL OR ts >= ?)"
-                " ORDER BY ts, id LIMIT ?", (last[0], last[0], last[1], since, since, batch)).fetchall()
+                f" FROM attempts WHERE (ts > ? OR (ts = ? AND id > ?)){where}"
+                " ORDER BY ts, id LIMIT ?", (last[0], last[0], last[1], *params, batch)).fetchall()
             for r in rows:
                 links = [u for (u,) in conn.execute(
                     "SELECT url FROM links WHERE content_id = ? AND kind = 'click' ORDER BY idx", (r[1],))]
@@ -415,25 +459,34 @@ class Store:
                 return
             last = (rows[-1][2], rows[-1][0])
 
-    def stats(self, limit: int = 10) -> dict[str, Any]:
-        """Messages, unique and total opens and clicks, rates, and the best links."""
+    def tags(self) -> list[str]:
+        """Every tag attempts were recorded with, sorted."""
+        return [t for (t,) in self._connect().execute(
+            "SELECT DISTINCT tag FROM attempts WHERE tag IS NOT NULL ORDER BY tag")]
+
+    def stats(self, limit: int = 10, *, tag: str | None = None, attempt: int | None = None) -> dict[str, Any]:
+        """Messages, unique and total opens and clicks, rates, and the best links (of one tag or attempt)."""
         conn = self._connect()
-        one = lambda sql: conn.execute(sql).fetchone()[0] or 0  # noqa: E731
-        messages = one("SELECT COUNT(*) FROM attempts")
-        unique_opens = one("SELECT COUNT(DISTINCT attempt_id) FROM events WHERE type = 'open'")
+        cond, params = Scope(tag=tag, attempt=attempt).where(None, "tag", "id", None)
+        # Events of the attempts in scope; with no scope, every event.
+        mine = f" AND attempt_id IN (SELECT id FROM attempts WHERE 1 = 1{cond})" if params else ""
+        one = lambda sql: conn.execute(sql, params).fetchone()[0] or 0  # noqa: E731
+        messages = one(f"SELECT COUNT(*) FROM attempts WHERE 1 = 1{cond}")
+        unique_opens = one(f"SELECT COUNT(DISTINCT attempt_id) FROM events WHERE type = 'open'{mine}")
         # One view is one open however many images it loads: a view loads the pixel
         # once, so count pixel loads, plus one for a copy whose images alone were seen.
-        total_opens = one("SELECT COUNT(*) FROM events WHERE type = 'open' AND kind = 'pixel'") + one(
+        total_opens = one(f"SELECT COUNT(*) FROM events WHERE type = 'open' AND kind = 'pixel'{mine}") + one(
             "SELECT COUNT(DISTINCT attempt_id) FROM events e WHERE type = 'open' AND kind = 'image' AND NOT EXISTS"
-            " (SELECT 1 FROM events p WHERE p.attempt_id = e.attempt_id AND p.type = 'open' AND p.kind = 'pixel')")
-        unique_clicks = one("SELECT COUNT(DISTINCT attempt_id) FROM events WHERE type = 'click'")
-        total_clicks = one("SELECT COUNT(*) FROM events WHERE type = 'click'")
+            " (SELECT 1 FROM events p WHERE p.attempt_id = e.attempt_id AND p.type = 'open' AND p.kind = 'pixel')"
+            f"{mine}")
+        unique_clicks = one(f"SELECT COUNT(DISTINCT attempt_id) FROM events WHERE type = 'click'{mine}")
+        total_clicks = one(f"SELECT COUNT(*) FROM events WHERE type = 'click'{mine}")
         best = [
             {"url": url, "unique_clicks": u, "total_clicks": t,
              "share": (u / unique_clicks) if unique_clicks else 0.0}
             for url, u, t in conn.execute(
                 "SELECT url, COUNT(DISTINCT attempt_id) AS u, COUNT(*) AS t FROM events WHERE type = 'click'"
-                " GROUP BY url ORDER BY u DESC, t DESC, url LIMIT ?", (limit,))
+                f"{mine} GROUP BY url ORDER BY u DESC, t DESC, url LIMIT ?", (*params, limit))
         ]
         rate = lambda n, d: (n / d) if d else 0.0  # noqa: E731
         return {

@@ -12,7 +12,7 @@ import email.parser
 import email.policy
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .domains import domain_for, from_domain, host_of
@@ -65,6 +65,7 @@ def track(
     *,
     login: str | None = None,
     api_key_name: str | None = None,
+    accept: Callable[[Prepared], None] | None = None,
 ) -> Result:
     """Rewrite a message for each recipient and record one attempt per copy.
 
@@ -74,6 +75,8 @@ def track(
     base = domain_for(store, from_domain(raw), login, api_key_name, default=opts.base)
     bound = None if base == opts.base else host_of(base)  # default-domain links stay unbound, as before
     prepared = prepare(raw, replace(opts, base=base))
+    if accept is not None:
+        accept(prepared)  # the caller may refuse the scanned message before anything is recorded
     for warning in prepared.warnings:
         log.warning("%s", warning)
     attempts, copies = [], []

@@ -47,6 +47,91 @@ class _Part:
     end: int
     encode: Callable[[str], bytes]
     template: Template
+    # The encoded part cut where identifier characters go (see _encoded_layout): static
+    # bytes around (link index, first char, end char) cuts.  Worked out at the second
+    # copy, so a one-recipient message never pays for it; no cuts when the encoding cannot.
+    layout: Layout | None = None
+    token_length: int = 0
+    renders: int = 0
+
+    def stamp(self, token: Callable[[int], str]) -> bytes:
+        """This part, encoded, with ``token(idx)`` identifiers."""
+        if self.layout is not None:
+            fast = self._from_layout(token) if self.layout[1] else None
+            if fast is not None:
+                return fast
+        elif self.renders == 1:
+            self.layout = _encoded_layout(self, token)
+        self.renders += 1
+        return self.encode(self.template.render(token))
+
+    def _from_layout(self, token: Callable[[int], str]) -> bytes | None:
+        assert self.layout
+        statics, cuts = self.layout
+        n = self.token_length
+        order = list(dict.fromkeys(idx for idx, _, _ in cuts))
+        texts = [token(idx) for idx in order]
+        joined = "".join(texts)
+        if set(map(len, texts)) != {n} or not _TOKEN_CHARS.match(joined):
+            return None  # not identifiers the layout was made for: encode in full
+        data = joined.encode("ascii")
+        at = {idx: k * n for k, idx in enumerate(order)}
+        out: list[bytes] = [b""] * (2 * len(cuts) + 1)
+        out[0::2] = statics
+        out[1::2] = [data[at[idx] + i:at[idx] + j] for idx, i, j in cuts]
+        return b"".join(out)
+
+
+Layout = tuple[list[bytes], list[tuple[int, int, int]]]
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+\Z")  # URL-safe base64: literal in quoted-printable
+
+
+def _differences(a: bytes, b: bytes, step: int = 64) -> list[int]:
+    found: list[int] = []
+    for i in range(0, len(a), step):
+        if a[i:i + step] != b[i:i + step]:
+            found += [j for j in range(i, min(i + step, len(a))) if a[j] != b[j]]
+    return found
+
+
+def _encoded_layout(part: _Part, token: Callable[[int], str]) -> Layout:
+    """Cut the encoded part where identifier characters land, so a copy is a join, not an encode.
+
+    Identifiers all have the same length and use only characters that quoted-printable
+    and 8bit keep as one byte in place, so every copy has the same layout: encode
+    twice with different dummy identifiers and the bytes that differ are the
+    identifier characters.  Checked against a full encode with real identifiers;
+    an encoding that does not keep them in place (base64) gets an empty layout and is encoded in full.
+    """
+    slots = [p for p in part.template.pieces if not isinstance(p, str)]
+    n = len(token(slots[0].idx)) if slots else 0
+    if not n or not all(len(token(s.idx)) == n and _TOKEN_CHARS.match(token(s.idx)) for s in slots):
+        return ([], [])
+    a = part.encode(part.template.render(lambda _: "A" * n))
+    b = part.encode(part.template.render(lambda _: "B" * n))
+    places = _differences(a, b) if len(a) == len(b) else []
+    if len(places) != n * len(slots):
+        return ([], [])
+    statics: list[bytes] = []
+    cuts: list[tuple[int, int, int]] = []
+    pos = 0
+    for k, slot in enumerate(slots):
+        mine = places[k * n:(k + 1) * n]
+        j = 0
+        while j < n:  # one run per stretch of the identifier not broken by a soft line break
+            run = 1
+            while j + run < n and mine[j + run] == mine[j] + run:
+                run += 1
+            statics.append(a[pos:mine[j]])
+            cuts.append((slot.idx, j, j + run))
+            pos = mine[j] + run
+            j += run
+    statics.append(a[pos:])
+    layout: Layout = (statics, cuts)
+    part.layout, part.token_length = layout, n
+    if part._from_layout(token) != part.encode(part.template.render(token)):
+        return ([], [])
+    return layout
 
 
 @dataclass
@@ -72,7 +157,7 @@ class Prepared:
         """The message as one recipient receives it, with ``token(idx)`` identifiers."""
         cuts = sorted(
             [(s, e, b"") for s, e in self.drop]
-            + [(p.start, p.end, p.encode(p.template.render(token))) for p in self.parts if p.template.changed]
+            + [(p.start, p.end, p.stamp(token)) for p in self.parts if p.template.changed]
         )
         out, pos = [], 0
         for start, end, data in cuts:

@@ -82,9 +82,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     domains.init_app(app)
     app.register_blueprint(bp)
-    from . import stats
+    from . import api, stats
 
     stats.init_app(app)
+    api.init_app(app)
 
     @app.errorhandler(404)
     def not_found(_: Exception) -> tuple[str, int]:

@@ -1,0 +1,305 @@
+"""The REST API under /api: submit messages, download raw logs, read stats; every call needs a key.
+
+request → key (``apikeys.check``) → fields (``submission``) → ``messages.track``
+→ one rewritten copy per recipient.  Logs stream from the store in batches
+(``export``).  Every answer under /api is JSON, errors included
+(``{"error": …, "field": …}``); the OpenAPI document is built by ``openapi``.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import itertools
+import json
+import logging
+import re
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, stream_with_context
+from werkzeug.exceptions import (
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+    default_exceptions,
+)
+from werkzeug.routing import Rule
+
+from . import apikeys, export, openapi, submission
+from .errors import BadInput, ClicktrailError
+from .logstore import Scope, parse_attempt_key
+from .messages import track
+from .mime import BadSwitch, Prepared, looks_like_mime
+from .tracker import ct
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+LOG_PARAMS = ("start", "end", "tag", "message", "recipient", "format", "after", "limit")
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+MAX_LIMIT = 10_000_000
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+UNESCAPED_PLUS = re.compile(r"(?<=\d) (\d\d:?\d\d)$")
+MESSAGE_KEY = re.compile(r"^[0-9a-fA-F]{16}$")
+
+
+def _error(message: str, status: int, field: str | None = None) -> Response:
+    resp = jsonify(error=message, field=field)
+    resp.status_code = status
+    return resp
+
+
+@bp.before_request
+def authenticate() -> Response | None:
+    """Let the request through only with a live key: ``Authorization: Bearer KEY``."""
+    scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+    found = apikeys.check(ct().store, key.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
+        resp = _error("a valid API key is required: Authorization: Bearer KEY", 401)
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="clicktrail"'
+        return resp
+    g.api_key = found  # who is calling, for the routes
+    return None
+
+
+def http_error(e: HTTPException) -> Response:
+    """Answer an HTTP error (404, 405, 413, 415…) in JSON."""
+    resp = _error(e.description or e.name, e.code or 500)
+    if isinstance(e, MethodNotAllowed) and e.valid_methods:
+        resp.headers["Allow"] = ", ".join(e.valid_methods)
+    return resp
+
+
+# By code too: Flask prefers the app's handler for a code (the HTML 404 page) over a class handler here.
+bp.register_error_handler(HTTPException, http_error)
+for _code in default_exceptions:
+    bp.register_error_handler(_code, http_error)
+
+
+@bp.errorhandler(ClicktrailError)
+def bad_input(e: ClicktrailError) -> Response:
+    """Answer bad input (or a store that cannot take it) in JSON, naming the field."""
+    return _error(e.message, e.status, e.field)
+
+
+@bp.errorhandler(sqlite3.Error)
+def store_failing(e: sqlite3.Error) -> Response:
+    """Answer 503 when the database fails: the request may be tried again."""
+    log.error("API request: the store failed: %s", e)
+    return _error("the store cannot be read or written now; try again in a moment", 503)
+
+
+@bp.errorhandler(Exception)
+def unexpected(e: Exception) -> Response:
+    """Answer a bug in JSON too (logged with its traceback), never with an HTML page."""
+    log.exception("API request failed: %s", e)
+    return _error("internal error; it has been logged", 500)
+
+
+# -- submitting messages ------------------------------------------------------------
+def _read_submission() -> submission.Submission:
+    limit = ct().config["max_message_bytes"]
+    if request.content_length is not None and request.content_length > limit:
+        raise RequestEntityTooLarge(f"the request body is over {limit} bytes")
+    if request.content_length is None:
+        # Sent without a length (chunked): werkzeug stops quietly at the maximum, so read
+        # one byte past it to tell a body of exactly the limit from a longer one.
+        request.max_content_length = limit + 1
+        if len(request.get_data(cache=True)) > limit:
+            raise RequestEntityTooLarge(f"the request body is over {limit} bytes")
+    request.max_content_length = limit
+    request.max_form_memory_size = limit
+    domain = urlsplit(ct().config["click_domain"]).hostname or "clicktrail.invalid"
+    if request.mimetype == "application/json":
+        try:
+            body = json.loads(request.get_data())
+        except (ValueError, RecursionError) as e:
+            raise BadInput(f"the body is not valid JSON: {e}") from e
+        return submission.from_json(body, domain)
+    if request.mimetype in FORM_TYPES:
+        items: list[tuple[str, str | bytes]] = list(request.form.items(multi=True))
+        items += [(name, f.read()) for name, f in request.files.items(multi=True)]
+        return submission.from_form(items, domain)
+    raise UnsupportedMediaType("send application/json, application/x-www-form-urlencoded or multipart/form-data")
+
+
+def _checker(sub: submission.Submission) -> Callable[[Prepared], None]:
+    """Refuse a message that would go out untracked or tracked against the request's switches."""
+    def accept(prepared: Prepared) -> None:
+        if prepared.warnings:
+            raise BadInput(f"mime cannot be read exactly: {prepared.warnings[0]}", field="mime")
+        for name, asked, got in (("trackclicks", sub.track_clicks, prepared.track_clicks),
+                                 ("trackopens", sub.track_opens, prepared.track_opens)):
+            if asked is not None and asked != got:
+                raise BadInput(f"{name} contradicts the X-Clicktrail-{name.title()} header of mime", field=name)
+    return accept
+
+
+def _content(data: bytes) -> tuple[str, str]:
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+@bp.post("/messages", provide_automatic_options=False)
+def submit() -> Response:
+    """Rewrite a message for each recipient, record one attempt per copy, answer every copy."""
+    sub = _read_submission()
+    if not sub.built and not looks_like_mime(sub.raw):
+        raise BadInput("mime is not a MIME message (it must start with headers); send bare HTML as html",
+                       field="mime")
+    parts = ct()
+    opts = parts.options
+    opts = dataclasses.replace(
+        opts,
+        track_clicks=opts.track_clicks if sub.track_clicks is None else sub.track_clicks,
+        track_opens=opts.track_opens if sub.track_opens is None else sub.track_opens,
+    )
+    try:
+        result = track(parts.store, parts.signer, opts, sub.raw, sub.recipients or [None], sub.tag,
+                       accept=_checker(sub), api_key_name=g.api_key.name)
+    except BadSwitch as e:
+        raise BadInput(str(e), field="mime") from e
+    copies = []
+    for copy in result.copies:
+        text, encoding = _content(copy.data)
+        copies.append({"message": copy.message, "recipient": copy.recipient, "mime": text, "encoding": encoding})
+    answer = {"messages": copies, "links": len(result.prepared.links.links),
+              "track_clicks": result.prepared.track_clicks, "track_opens": result.prepared.track_opens}
+    # Not jsonify: escaping every copy to ASCII costs more than the copies do (see bench/recipients.py).
+    return Response(json.dumps(answer, ensure_ascii=False), content_type="application/json")
+
+
+# -- logs and stats -------------------------------------------------------------------
+def _arg(name: str) -> str | None:
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise BadInput(f"{name} is given more than once", field=name)
+    return values[0] if values else None
+
+
+def _time(name: str) -> str | None:
+    value = _arg(name)
+    if value is None:
+        return None
+    try:
+        # An unescaped "+" in a query string arrives as a space: "…T10:00:00 02:00" means +02:00.
+        t = datetime.fromisoformat(UNESCAPED_PLUS.sub(r"+\1", value.strip()))
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=UTC)  # a time without offset is taken as UTC
+        return t.astimezone(UTC).isoformat(timespec="microseconds")
+    except (ValueError, OverflowError) as e:
+        raise BadInput(f"{name} is not an ISO 8601 time such as 2026-12-01T00:00:00Z", field=name) from e
+
+
+def _attempt(name: str) -> int | None:
+    value = _arg(name)
+    if value is None:
+        return None
+    if not MESSAGE_KEY.match(value):
+        raise BadInput(f"{name} is a message id: 16 hexadecimal digits", field=name)
+    return parse_attempt_key(value.lower()) or -1  # well formed but never issued: matches nothing
+
+
+def _int(name: str, low: int, high: int, default: int | None) -> int | None:
+    value = _arg(name)
+    if value is None:
+        return default
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+        raise BadInput(f"{name} is a whole number from {low} to {high}", field=name)
+    return int(value)
+
+
+def _no_unknown(known: tuple[str, ...]) -> None:
+    for name in request.args:
+        if name not in known:
+            raise BadInput(f"unknown parameter {name!r}", field=name)
+
+
+@bp.get(f"/logs/<any({', '.join(export.LOG_NAMES)}):kind>", provide_automatic_options=False)
+def logs(kind: str) -> Response:
+    """Stream one raw log, oldest first, filtered, as JSON Lines, CSV or a JSON array."""
+    _no_unknown(LOG_PARAMS)
+    fmt = _arg("format") or "jsonl"
+    if fmt not in export.FORMATS:
+        raise BadInput(f"format is one of {', '.join(export.FORMATS)}", field="format")
+    scope = Scope(start=_time("start"), end=_time("end"), tag=_arg("tag"), attempt=_attempt("message"),
+                  recipient=_arg("recipient"))
+    limit = _int("limit", 1, MAX_LIMIT, None)
+    store = ct().store
+    after = _arg("after")
+    columns: tuple[str, ...]
+    if kind == "attempts":
+        place = ("", 0)
+        if after:
+            found = store.attempt_place(parse_attempt_key(after) or 0)
+            if found is None:
+                raise BadInput("after names no message in this log", field="after")
+            place = found
+        rows = store.attempts(scope=scope, after=place)
+        columns = export.ATTEMPT_COLUMNS
+    else:
+        seq = store.event_seq(after) if after else 0
+        if seq is None:
+            raise BadInput("after names no event in this log", field="after")
+        rows = store.events(export.EVENT_LOGS[kind], after=seq, scope=scope)
+        columns = export.EVENT_COLUMNS
+    body = export.stream(rows, fmt, columns, limit)
+    first = next(body, b"")  # the first chunk before the answer starts, so a failing store is still a 503
+    ctype = export.FORMATS[fmt] + ("" if fmt == "json" else "; charset=utf-8")
+    return Response(stream_with_context(itertools.chain([first], body)), content_type=ctype)
+
+
+@bp.get("/stats", provide_automatic_options=False)
+def stats() -> Response:
+    """Opens, clicks and rates: overall and per tag (optionally of one tag or one message)."""
+    _no_unknown(("tag", "message", "links"))
+    tag, attempt = _arg("tag"), _attempt("message")
+    links = _int("links", 1, 100, 10) or 10
+    store = ct().store
+    per_tag = []
+    for t in [tag] if tag is not None else store.tags():
+        numbers = store.stats(links, tag=t, attempt=attempt)
+        if numbers["messages"] or attempt is None:
+            per_tag.append({"tag": t, **numbers})
+    return jsonify(totals=store.stats(links, tag=tag, attempt=attempt), tags=per_tag)
+
+
+@bp.get("/openapi.json", provide_automatic_options=False)
+def spec() -> Response:
+    """This API, described in OpenAPI 3.1."""
+    return jsonify(openapi.spec())
+
+
+def unknown(_rest: str) -> Response:
+    """Anything else under /api: 405 for a known path with another method, else 404 (as JSON)."""
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    allowed = []
+    for method in METHODS:
+        try:
+            endpoint, _ = adapter.match(request.path, method=method)
+        except HTTPException:
+            continue
+        if endpoint.startswith("api.") and endpoint != "api.unknown":
+            allowed.append(method)
+    if allowed and request.method == "OPTIONS":
+        return Response(status=204, headers={"Allow": ", ".join([*allowed, "OPTIONS"])})
+    if allowed:
+        raise MethodNotAllowed(valid_methods=allowed)
+    raise NotFound("no such API endpoint; see /api/openapi.json")
+
+
+def init_app(app: Flask) -> None:
+    """Plug the API into the app."""
+    app.register_blueprint(bp)
+    # Rules without a method list match every method (Flask's own rules always name theirs), so any
+    # other path or method under /api reaches ``unknown`` and is answered in JSON, never by the HTML pages.
+    app.url_map.add(Rule("/api/", endpoint="api.unknown", defaults={"_rest": ""}))
+    app.url_map.add(Rule("/api/<path:_rest>", endpoint="api.unknown"))
+    app.view_functions["api.unknown"] = unknown

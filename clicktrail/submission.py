@@ -1,0 +1,173 @@
+"""A message submitted over the API: its fields checked, and a MIME message built from html/text.
+
+The fields come as JSON or as form fields (urlencoded or multipart, where a
+field may also be an uploaded file).  Everything wrong is reported as a
+``BadInput`` naming the field, before anything is rewritten or recorded.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from .errors import BadInput
+
+CONTENT = ("mime", "html", "text")
+TEXTS = ("mime", "html", "text", "subject", "from", "tag")
+SWITCHES = ("trackclicks", "trackopens")
+FIELDS = (*TEXTS, "recipients", *SWITCHES)
+MAX_RECIPIENTS = 1000
+MAX_TAG = 200
+FORM_TRUE = ("yes", "true", "1")
+FORM_FALSE = ("no", "false", "0")
+
+_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass
+class Submission:
+    """What POST /api/messages asked for."""
+
+    raw: bytes  # the message: as given in ``mime``, or built from html/text
+    recipients: list[str] = field(default_factory=list)
+    tag: str | None = None
+    track_clicks: bool | None = None  # None: the configured default
+    track_opens: bool | None = None
+    built: bool = False  # True when we built the message from html/text
+
+
+def valid_address(addr: str) -> bool:
+    """True for a plain ASCII address ``local@domain``."""
+    local, at, domain = addr.rpartition("@")
+    return (bool(at) and 0 < len(local) <= 64 and len(domain) <= 253 and bool(_LOCAL.match(local))
+            and bool(_DOMAIN.match(domain)))
+
+
+def _addresses(name: str, value: str) -> list[tuple[str, str]]:
+    """Parse one field value holding one address or several, comma-separated."""
+    if _CONTROL.search(value):
+        raise BadInput(f"{name} holds a control character", field=name)
+    found = email.utils.getaddresses([value])
+    if not found or any(not valid_address(addr) for _, addr in found):
+        raise BadInput(f"{name}: {value.strip()!r} is not a valid email address (or list of them)", field=name)
+    return found
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise BadInput(f"{name} must be a string", field=name)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise BadInput(f"{name} is not valid Unicode text", field=name) from e
+    return value
+
+
+def _form_switch(name: str, value: str) -> bool:
+    v = value.strip().lower()
+    if v in FORM_TRUE:
+        return True
+    if v in FORM_FALSE:
+        return False
+    raise BadInput(f"{name} must be one of yes, no, true, false, 1, 0 (not {value.strip()[:40]!r})", field=name)
+
+
+def from_json(body: Any, domain: str) -> Submission:
+    """Read the fields of a JSON object."""
+    if not isinstance(body, dict):
+        raise BadInput("the JSON body must be an object")
+    for name in body:
+        if name not in FIELDS:
+            raise BadInput(f"unknown field {name!r}", field=name)
+    values: dict[str, Any] = {n: _text(n, body[n]) for n in TEXTS if body.get(n) is not None}
+    for n in SWITCHES:
+        if body.get(n) is not None:
+            if not isinstance(body[n], bool):
+                raise BadInput(f"{n} must be true or false", field=n)
+            values[n] = body[n]
+    recipients = body.get("recipients")
+    if recipients is None:
+        recipients = []
+    elif isinstance(recipients, str):
+        recipients = [recipients]
+    elif not isinstance(recipients, list):
+        raise BadInput("recipients must be a string or an array of strings", field="recipients")
+    values["recipients"] = [_text("recipients", r) for r in recipients]
+    return _build(values, domain)
+
+
+def from_form(items: Iterable[tuple[str, str | bytes]], domain: str) -> Submission:
+    """Read form fields (a value may be an uploaded file's bytes); ``recipients`` may repeat."""
+    values: dict[str, Any] = {"recipients": []}
+    for name, value in items:
+        if name not in FIELDS:
+            raise BadInput(f"unknown field {name!r}", field=name)
+        if isinstance(value, bytes) and name != "mime":
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise BadInput(f"{name} is not UTF-8 text", field=name) from e
+        if name == "recipients":
+            values["recipients"].append(_text(name, value))
+        elif name in values:
+            raise BadInput(f"{name} is given more than once", field=name)
+        elif name in SWITCHES:
+            values[name] = _form_switch(name, _text(name, value))
+        else:
+            values[name] = value if isinstance(value, bytes) else _text(name, value)
+    return _build(values, domain)
+
+
+def _build(values: dict[str, Any], domain: str) -> Submission:
+    recipients: list[str] = []
+    for value in values["recipients"]:
+        recipients += [addr for _, addr in _addresses("recipients", value)]
+    if len(recipients) > MAX_RECIPIENTS:
+        raise BadInput(f"at most {MAX_RECIPIENTS} recipients per request", field="recipients")
+    tag = values.get("tag")
+    if tag is not None and (not tag.strip() or len(tag) > MAX_TAG or _CONTROL.search(tag)):
+        raise BadInput(f"tag must be 1 to {MAX_TAG} characters without control characters", field="tag")
+    sub = Submission(b"", recipients, tag, values.get("trackclicks"), values.get("trackopens"))
+    mime = values.get("mime")
+    if mime is not None and mime != "":
+        for other in ("html", "text", "subject", "from"):
+            if values.get(other) is not None:
+                raise BadInput(f"{other} cannot be combined with mime: the message carries its own", field=other)
+        sub.raw = mime if isinstance(mime, bytes) else mime.encode("utf-8")
+        return sub
+    html, text = values.get("html") or None, values.get("text") or None
+    if html is None and text is None:
+        raise BadInput("no content: give mime, or html and/or text", field="mime" if mime is not None else None)
+    sub.raw, sub.built = compose(html, text, values.get("subject"), values.get("from"), domain), True
+    return sub
+
+
+def compose(html: str | None, text: str | None, subject: str | None, sender: str | None, domain: str) -> bytes:
+    """Build a MIME message: text and html as alternatives, or whichever one is given."""
+    msg = EmailMessage(policy=email.policy.SMTP)
+    if subject is not None:
+        if _CONTROL.search(subject):
+            raise BadInput("subject holds a control character", field="subject")
+        msg["Subject"] = subject
+    if sender is not None:
+        found = _addresses("from", sender)
+        if len(found) != 1:
+            raise BadInput("from is one address", field="from")
+        msg["From"] = email.utils.formataddr(found[0])
+    msg["Date"] = email.utils.formatdate(usegmt=True)
+    msg["Message-ID"] = email.utils.make_msgid(domain=domain)
+    if text is not None:
+        msg.set_content(text)
+        if html is not None:
+            msg.add_alternative(html, subtype="html")
+    elif html is not None:
+        msg.set_content(html, subtype="html")
+    return msg.as_bytes()
