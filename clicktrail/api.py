@@ -17,6 +17,7 @@ import re
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, stream_with_context
@@ -30,16 +31,18 @@ from werkzeug.exceptions import (
 )
 from werkzeug.routing import Rule
 
-from . import apikeys, export, openapi, submission
-from .errors import BadInput, ClicktrailError
+from . import api_domains, apikeys, export, openapi, submission
+from .delivery import Outcome, Upstream, deliver
+from .errors import BadInput, ClicktrailError, ConfigError
 from .logstore import Scope, parse_attempt_key
 from .messages import track
-from .mime import BadSwitch, Prepared, looks_like_mime
+from .mime import BadSwitch, Prepared, drop_headers, looks_like_mime
 from .tracker import ct
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+bp.register_blueprint(api_domains.bp, url_prefix="/domains")  # inside: the same key check and JSON errors
 LOG_PARAMS = ("start", "end", "tag", "message", "recipient", "format", "after", "limit")
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_LIMIT = 10_000_000
@@ -161,8 +164,21 @@ def submit() -> Response:
         track_clicks=opts.track_clicks if sub.track_clicks is None else sub.track_clicks,
         track_opens=opts.track_opens if sub.track_opens is None else sub.track_opens,
     )
+    recipients: list[str | None] = [*sub.recipients] or [None]
+    if sub.send:
+        sender, to = submission.envelope(sub)  # a 400 before anything is recorded or sent
+        recipients = [*to]
+        if not sub.built and submission.dkim_signed(sub.raw):  # as the relay: rewriting breaks the signature
+            if not parts.config["smtp_rewrite_dkim"]:
+                raise BadInput("mime carries a DKIM-Signature that rewriting would break: sign after clicktrail "
+                               "(or set CLICKTRAIL_SMTP_REWRITE_DKIM=yes to remove it)", field="mime")
+            sub.raw = drop_headers(sub.raw, ("dkim-signature",))
+        try:
+            upstream = Upstream.from_config(parts.config)
+        except ConfigError as e:
+            return _error(f"cannot send: no mail server is configured ({e.message})", 503)
     try:
-        result = track(parts.store, parts.signer, opts, sub.raw, sub.recipients or [None], sub.tag,
+        result = track(parts.store, parts.signer, opts, sub.raw, recipients, sub.tag,
                        accept=_checker(sub), api_key_name=g.api_key.name)
     except BadSwitch as e:
         raise BadInput(str(e), field="mime") from e
@@ -170,10 +186,32 @@ def submit() -> Response:
     for copy in result.copies:
         text, encoding = _content(copy.data)
         copies.append({"message": copy.message, "recipient": copy.recipient, "mime": text, "encoding": encoding})
-    answer = {"messages": copies, "links": len(result.prepared.links.links),
-              "track_clicks": result.prepared.track_clicks, "track_opens": result.prepared.track_opens}
+    answer: dict[str, Any] = {"messages": copies, "links": len(result.prepared.links.links),
+                              "track_clicks": result.prepared.track_clicks, "track_opens": result.prepared.track_opens}
+    status = 200
+    if sub.send:
+        outcomes = deliver(parts.store, upstream, sender, result.copies)
+        status = _sent(answer, outcomes)
     # Not jsonify: escaping every copy to ASCII costs more than the copies do (see bench/recipients.py).
-    return Response(json.dumps(answer, ensure_ascii=False), content_type="application/json")
+    return Response(json.dumps(answer, ensure_ascii=False), status=status, content_type="application/json")
+
+
+def _sent(answer: dict[str, Any], outcomes: list[Outcome]) -> int:
+    """Add each copy's delivery to the answer; its status: 200 all went, 503 upstream down, else 502."""
+    for entry, o in zip(answer["messages"], outcomes, strict=True):
+        entry["delivery"] = {"ok": o.ok, "code": o.code, "reply": o.reply}
+    delivered = sum(o.ok for o in outcomes)
+    answer["delivered"] = delivered
+    if delivered == len(outcomes):
+        return 200
+    answer["field"] = None
+    if not any(o.reached for o in outcomes):
+        answer["error"] = f"the mail server cannot be reached now; no copy was sent: {outcomes[0].text}"
+        return 503
+    failed = [o for o in outcomes if not o.ok]
+    answer["error"] = (f"the mail server refused {len(failed)} of {len(outcomes)} copies (first: "
+                       f"{failed[0].copy.recipient}: {failed[0].reply}); {delivered} were sent")
+    return 502
 
 
 # -- logs and stats -------------------------------------------------------------------

@@ -88,6 +88,7 @@ class Outcome:
     copy: Copy
     code: int
     text: str
+    reached: bool = True  # False: the upstream never answered for this copy (down, session refused or lost)
 
     @property
     def ok(self) -> bool:
@@ -138,10 +139,10 @@ def deliver(store: Store, upstream: Upstream, envelope_from: str, copies: Sequen
         conn = upstream.connect()
     except smtplib.SMTPResponseException as e:  # a refusing greeting, STARTTLS or AUTH: our side to fix, so retry
         why = f"4.4.0 upstream {upstream.host}:{upstream.port} refused the session: {e.smtp_code} {_text(e.smtp_error)}"
-        outcomes = [Outcome(c, 451, why) for c in copies]
+        outcomes = [Outcome(c, 451, why, reached=False) for c in copies]
     except (OSError, smtplib.SMTPException) as e:
         why = f"4.4.1 upstream {upstream.host}:{upstream.port} unreachable: {e or type(e).__name__}"
-        outcomes = [Outcome(c, 451, why) for c in copies]
+        outcomes = [Outcome(c, 451, why, reached=False) for c in copies]
     else:
         broken: str | None = None
         for copy in copies:
@@ -153,7 +154,7 @@ def deliver(store: Store, upstream: Upstream, envelope_from: str, copies: Sequen
                     broken = f"4.4.2 upstream closed the session: {e.smtp_code} {_text(e.smtp_error)}"
                 except (OSError, smtplib.SMTPException) as e:
                     broken = f"4.4.2 connection to upstream lost: {e or type(e).__name__}"
-            outcomes.append(Outcome(copy, 451, broken))
+            outcomes.append(Outcome(copy, 451, broken, reached=False))
         try:
             conn.quit()
         except (OSError, smtplib.SMTPException):

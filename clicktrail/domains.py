@@ -71,7 +71,10 @@ def _host_name(host: str) -> str:
 def parse_base(text: str) -> str:
     """A click domain as a base URL (``https://`` when no scheme is given); BadInput if it is not one."""
     raw = text.strip().rstrip("/")
-    parts = urlsplit(raw if "://" in raw else "https://" + raw)
+    try:
+        parts = urlsplit(raw if "://" in raw else "https://" + raw)
+    except ValueError as e:  # e.g. an unclosed "[" of an IPv6 address
+        raise BadInput(f"{text!r} is not a click domain: {e}") from e
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment:
         raise BadInput(f"{text!r} is not a click domain such as offers.example.com or https://offers.example.com")
     try:
@@ -93,7 +96,8 @@ def host_of(base: str) -> str:
     return netloc[: -len(default)] if default and netloc.endswith(default) else netloc
 
 
-def _identity(kind: str, value: str) -> str:
+def identity(kind: str, value: str) -> str:
+    """A sender identity's value as stored (a From domain normalized); BadInput if it is not one."""
     if kind not in KINDS:
         raise BadInput(f"unknown sender identity kind {kind!r}; one of {', '.join(KINDS)}")
     if kind == "from":
@@ -106,7 +110,7 @@ def _identity(kind: str, value: str) -> str:
 # -- the table --------------------------------------------------------------------------
 def add(store: Store, kind: str, value: str, base: str) -> Entry:
     """Give a sender identity its click domain (replacing any it had)."""
-    entry = Entry(kind, _identity(kind, value), parse_base(base), utcnow())
+    entry = Entry(kind, identity(kind, value), parse_base(base), utcnow())
     store.write([
         ("DELETE FROM click_domains WHERE kind = ? AND value = ?", [(entry.kind, entry.value)]),
         ("INSERT INTO click_domains (kind, value, base, host, added) VALUES (?, ?, ?, ?, ?)",
@@ -117,7 +121,7 @@ def add(store: Store, kind: str, value: str, base: str) -> Entry:
 
 def remove(store: Store, kind: str, value: str) -> bool:
     """Take a sender identity's click domain away; False if it had none."""
-    value = _identity(kind, value)
+    value = identity(kind, value)
     if not store.query("SELECT 1 FROM click_domains WHERE kind = ? AND value = ?", (kind, value)):
         return False
     store.write([("DELETE FROM click_domains WHERE kind = ? AND value = ?", [(kind, value)])])

@@ -14,6 +14,10 @@ API_VERSION = "1.0.0"
 MESSAGE_ID = {"type": "string", "pattern": "^[0-9a-fA-F]{16}$", "description": "A message (attempt) id."}
 
 
+SEND = ("Also deliver each copy through the configured mail server (CLICKTRAIL_SMTP_UPSTREAM), from the from "
+        "field or the From header of mime, to each recipient (none given: each address of To).")
+IDENTITIES = {"from": "Messages whose From address is at this domain (or below).",
+              "login": "Messages relayed for this SMTP login.", "api_key": "Messages sent with the API key of this name."}
 EXAMPLE = {"html": '<p>New this week: <a href="https://shop.example.com/sale?id=7">the sale</a></p>',
            "subject": "This week", "from": "news@example.com", "recipients": ["ann@example.com", "bob@example.com"],
            "tag": "weekly", "trackclicks": True, "trackopens": True}
@@ -96,11 +100,12 @@ def _schemas() -> dict[str, Any]:
         "MessageRequest": {"type": "object", "additionalProperties": False, "anyOf": CONTENT_REQUIRED, "properties": {
             **common, "recipients": recipients,
             "trackclicks": {**_nullable("boolean"), "description": "Rewrite links (default: configuration)."},
-            "trackopens": {**_nullable("boolean"), "description": "Add the open pixel and track images."}}},
+            "trackopens": {**_nullable("boolean"), "description": "Add the open pixel and track images."},
+            "send": {**_nullable("boolean"), "description": SEND}}},
         "MessageForm": {"type": "object", "additionalProperties": False, "anyOf": CONTENT_REQUIRED, "properties": {
             **{k: {"type": "string", "description": v["description"]} for k, v in common.items()},
             "recipients": {"type": "array", "items": {"type": "string"}, "description": "Repeat for many."},
-            "trackclicks": form_switch, "trackopens": form_switch}},
+            "trackclicks": form_switch, "trackopens": form_switch, "send": {**form_switch, "description": SEND}}},
         "MessageResult": {"type": "object", "required": ["messages", "links", "track_clicks", "track_opens"],
                           "properties": {
             "messages": {"type": "array", "items": {"type": "object", "required": ["message", "mime", "encoding"],
@@ -108,8 +113,28 @@ def _schemas() -> dict[str, Any]:
                 "message": MESSAGE_ID, "recipient": text_or_null,
                 "mime": {"type": "string", "description": "The rewritten message of this recipient."},
                 "encoding": {"type": "string", "enum": ["utf-8", "base64"],
-                             "description": "base64 when the message is not UTF-8 text."}}}},
-            "links": count, "track_clicks": {"type": "boolean"}, "track_opens": {"type": "boolean"}}},
+                             "description": "base64 when the message is not UTF-8 text."},
+                "delivery": {"$ref": "#/components/schemas/Delivery"}}}},
+            "links": count, "track_clicks": {"type": "boolean"}, "track_opens": {"type": "boolean"},
+            "delivered": {**count, "description": "With send: how many copies the mail server accepted."}}},
+        "Delivery": {"type": "object", "required": ["ok", "code", "reply"],
+                     "description": "With send: what the mail server answered for this copy.", "properties": {
+            "ok": {"type": "boolean", "description": "True when the mail server accepted the copy."},
+            "code": {"type": "integer", "minimum": 200, "maximum": 599},
+            "reply": {"type": "string", "description": "The reply, e.g. 250 2.0.0 Ok: queued as 4F2B1."}}},
+        "SendFailure": {"allOf": [{"$ref": "#/components/schemas/Error"},
+                                  {"$ref": "#/components/schemas/MessageResult"}]},
+        "ClickDomain": {"type": "object", "required": ["kind", "value", "domain", "host", "added"], "properties": {
+            "kind": {"type": "string", "enum": ["api_key", "login", "from"]},
+            "value": {"type": "string", "description": "The API key name, SMTP login or From domain."},
+            "domain": {"type": "string", "description": "The click domain, as a base URL."},
+            "host": {"type": "string", "description": "The Host its links work on."},
+            "added": {"type": "string", "format": "date-time"}}},
+        "ClickDomainRequest": {"type": "object", "additionalProperties": False, "required": ["domain"],
+                               "oneOf": [{"required": [name]} for name in IDENTITIES], "properties": {
+            "domain": {"type": "string", "minLength": 1, "description": "offers.example.com or https://…"},
+            **{name: {"type": "string", "minLength": 1, "description": text} for name, text in IDENTITIES.items()}}},
+        "Removed": {"type": "object", "required": ["removed"], "properties": {"removed": count}},
         "Event": event,
         "Attempt": attempt,
         "Numbers": numbers,
@@ -128,7 +153,8 @@ def spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "clicktrail API", "version": API_VERSION,
-                 "description": "Submit messages for tracking, download raw logs, read stats."},
+                 "description": "Submit (and send) messages for tracking, download raw logs, read stats, "
+                                "manage click domains."},
         "security": [{"bearer": []}],
         "paths": {
             "/api/messages": {"post": {
@@ -139,9 +165,18 @@ def spec() -> dict[str, Any]:
                                          "example": EXAMPLE},
                     "application/x-www-form-urlencoded": form, "multipart/form-data": form}},
                 "responses": {
-                    "200": {"description": "One rewritten copy per recipient.", "content": {"application/json": {
+                    "200": {"description": "One rewritten copy per recipient (with send: each accepted by the mail "
+                                           "server).", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/MessageResult"}}}},
                     **ERRORS,
+                    "502": {"description": "With send: the mail server refused some or all copies; each copy's "
+                                           "delivery tells which went.", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/SendFailure"}}}},
+                    "503": {"description": "The store cannot be written; or, with send, no mail server is "
+                                           "configured, or it cannot be reached (then with the copies, none sent).",
+                            "content": {"application/json": {"schema": {"anyOf": [
+                                {"$ref": "#/components/schemas/SendFailure"},
+                                {"$ref": "#/components/schemas/Error"}]}}}},
                     "413": _error("The body is over CLICKTRAIL_MAX_MESSAGE_BYTES."),
                     "415": _error("The body is not JSON or form data."),
                 }}},
@@ -176,6 +211,41 @@ def spec() -> dict[str, Any]:
                 ],
                 "responses": {"200": {"description": "The numbers.", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Stats"}}}}, **ERRORS}}},
+            "/api/domains": {
+                "get": {
+                    "operationId": "listClickDomains",
+                    "summary": "The default click domain and each sender identity's own.",
+                    "responses": {"200": {"description": "The click domains.", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["default", "domains"], "properties": {
+                            "default": {"type": "string"},
+                            "domains": {"type": "array", "items": {"$ref": "#/components/schemas/ClickDomain"}}}}}}},
+                        **ERRORS}},
+                "post": {
+                    "operationId": "addClickDomain",
+                    "summary": "Give one sender identity its own click domain (replacing any it had).",
+                    "requestBody": {"required": True, "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ClickDomainRequest"},
+                                             "example": {"domain": "offers.shop.example", "from": "shop.example"}},
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"$ref": "#/components/schemas/ClickDomainRequest"}}}},
+                    "responses": {"201": {"description": "Added.", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/ClickDomain"}}}},
+                        **ERRORS, "415": _error("The body is not JSON or form data.")}},
+                "delete": {
+                    "operationId": "removeClickDomainOf",
+                    "summary": "Give one sender identity (one of the parameters) the default click domain again.",
+                    "parameters": [_query(name, {"type": "string", "minLength": 1}, text)
+                                   for name, text in IDENTITIES.items()],
+                    "responses": {"200": {"description": "Removed.", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Removed"}}}}, **ERRORS}},
+            },
+            "/api/domains/{domain}": {"delete": {
+                "operationId": "removeClickDomain",
+                "summary": "Stop answering on a click domain: remove it from every sender identity.",
+                "parameters": [{"name": "domain", "in": "path", "required": True, "schema": {"type": "string"},
+                                "description": "The click domain's host, e.g. offers.shop.example."}],
+                "responses": {"200": {"description": "Removed; how many identities had it.", "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Removed"}}}}, **ERRORS}}},
             "/api/openapi.json": {"get": {
                 "operationId": "getOpenApi",
                 "summary": "This document.",

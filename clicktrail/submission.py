@@ -7,19 +7,20 @@ field may also be an uploaded file).  Everything wrong is reported as a
 
 from __future__ import annotations
 
+import email.parser
 import email.policy
 import email.utils
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from typing import Any
 
 from .errors import BadInput
 
 CONTENT = ("mime", "html", "text")
 TEXTS = ("mime", "html", "text", "subject", "from", "tag")
-SWITCHES = ("trackclicks", "trackopens")
+SWITCHES = ("trackclicks", "trackopens", "send")
 FIELDS = (*TEXTS, "recipients", *SWITCHES)
 MAX_RECIPIENTS = 1000
 MAX_TAG = 200
@@ -42,6 +43,8 @@ class Submission:
     track_clicks: bool | None = None  # None: the configured default
     track_opens: bool | None = None
     built: bool = False  # True when we built the message from html/text
+    send: bool = False  # deliver the copies upstream too (delivery.deliver)
+    sender: str | None = None  # the address of the from field, when we built the message
 
 
 def valid_address(addr: str) -> bool:
@@ -135,7 +138,8 @@ def _build(values: dict[str, Any], domain: str) -> Submission:
     tag = values.get("tag")
     if tag is not None and (not tag.strip() or len(tag) > MAX_TAG or _CONTROL.search(tag)):
         raise BadInput(f"tag must be 1 to {MAX_TAG} characters without control characters", field="tag")
-    sub = Submission(b"", recipients, tag, values.get("trackclicks"), values.get("trackopens"))
+    sub = Submission(b"", recipients, tag, values.get("trackclicks"), values.get("trackopens"),
+                     send=bool(values.get("send")))
     mime = values.get("mime")
     if mime is not None and mime != "":
         for other in ("html", "text", "subject", "from"):
@@ -147,7 +151,51 @@ def _build(values: dict[str, Any], domain: str) -> Submission:
     if html is None and text is None:
         raise BadInput("no content: give mime, or html and/or text", field="mime" if mime is not None else None)
     sub.raw, sub.built = compose(html, text, values.get("subject"), values.get("from"), domain), True
+    if values.get("from") is not None:
+        sub.sender = _addresses("from", values["from"])[0][1]
     return sub
+
+
+def envelope(sub: Submission) -> tuple[str, list[str]]:
+    """Sender and recipients for delivering a submission: from field or From header; recipients or To."""
+    if sub.built:
+        if sub.sender is None:
+            raise BadInput("send needs a sender: give from (the envelope sender and From address)", field="from")
+        sender = sub.sender
+    else:
+        sender = _one_header_address(sub.raw, "From", "mime")
+    recipients = sub.recipients
+    if not recipients:
+        to = _header_addresses(sub.raw, "To")
+        if not to:
+            raise BadInput("send needs recipients (or a message with a To header)", field="recipients")
+        if any(not valid_address(a) for a in to):
+            raise BadInput("send needs recipients: the To header of mime holds an address that is not valid",
+                           field="recipients")
+        recipients = list(dict.fromkeys(to))
+    return sender, recipients
+
+
+def dkim_signed(raw: bytes) -> bool:
+    """True when a message carries a DKIM-Signature header."""
+    return "dkim-signature" in _headers(raw)
+
+
+def _headers(raw: bytes) -> Message:
+    return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+
+
+def _header_addresses(raw: bytes, name: str) -> list[str]:
+    values = [str(v) for v in _headers(raw).get_all(name, [])]
+    return [addr for _, addr in email.utils.getaddresses(values) if addr]
+
+
+def _one_header_address(raw: bytes, name: str, field: str) -> str:
+    found = _header_addresses(raw, name)
+    if len(found) != 1 or not valid_address(found[0]):
+        raise BadInput(f"send needs one valid address in the {name} header of {field} (the envelope sender); "
+                       f"found {', '.join(found)[:200] or 'none'}", field=field)
+    return found[0]
 
 
 def compose(html: str | None, text: str | None, subject: str | None, sender: str | None, domain: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Real servers for tests: gunicorn on 127.0.0.1 with a free port, stopped afterwards."""
+"""Real servers for tests: gunicorn and an SMTP upstream on 127.0.0.1 with a free port, stopped afterwards."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 
 def free_port() -> int:
@@ -59,3 +63,37 @@ def gunicorn(env: Mapping[str, str], workers: int = 2, port: int | None = None,
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         log.close()
+
+
+@dataclass
+class MailSink:
+    """A real upstream mail server (aiosmtpd handler) that records what it receives and refuses what it is told to."""
+
+    port: int
+    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
+    refuse_rcpt: dict[str, str] = field(default_factory=dict)
+    logins: list[str] = field(default_factory=list)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address in self.refuse_rcpt:
+            return self.refuse_rcpt[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        self.received.append((envelope.mail_from or "", list(envelope.rcpt_tos), envelope.content))
+        return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
+
+
+@contextmanager
+def mail_sink(**kwargs: Any) -> Iterator[MailSink]:
+    """Run a ``MailSink`` on 127.0.0.1 (``kwargs`` go to aiosmtpd's Controller)."""
+    sink = MailSink(free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port, server_hostname="upstream.test", **kwargs)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()

@@ -19,7 +19,7 @@ import pytest
 from conftest import BASE
 from flask import Flask
 from flask.testing import FlaskClient
-from servers import gunicorn
+from servers import gunicorn, mail_sink
 
 from clicktrail import apikeys, config, openapi
 from clicktrail.logstore import Event
@@ -507,7 +507,9 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
     schema = tmp_path / "openapi.json"
     schema.write_text(json.dumps(openapi.spec()))
     st = str(Path(sys.executable).with_name("st"))
-    with gunicorn({**env, "CLICKTRAIL_SYNC": "no"}) as (base, _):
+    # A real mail server on loopback, so send: true is tried for real (and answers at once).
+    with mail_sink() as sink, gunicorn({**env, "CLICKTRAIL_SYNC": "no",
+                                        "CLICKTRAIL_SMTP_UPSTREAM": f"127.0.0.1:{sink.port}"}) as (base, _):
         done = subprocess.run(
             [st, "run", str(schema), "--url", base, "-H", f"Authorization: Bearer {key}",
              "--checks", "all", "--exclude-checks", "positive_data_acceptance",  # validity beyond JSON Schema
@@ -516,6 +518,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(
              "--report-dir", str(tmp_path / "report")],
             capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert sink.received  # send: true was among the cases, and went all the way
 
 
 @pytest.mark.parametrize("path", ["/api/logs/clicks", "/api/logs/attempts?format=json", "/api/stats"])

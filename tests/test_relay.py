@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from click.testing import CliRunner
 from conftest import BASE, need
 from flask.testing import FlaskClient
+from servers import MailSink as Upstream_
 from servers import free_port
 
 from clicktrail import config as config_mod
@@ -48,28 +48,6 @@ def message(extra: str = "", url: str = SHOP) -> bytes:
         "\r\n"
         f'<html><body><p>Hello</p><a href="{url}">Sale</a></body></html>\r\n'
     ).encode()
-
-
-@dataclass
-class Upstream_:
-    """A real upstream mail server that records what it receives and refuses what it is told to."""
-
-    port: int
-    received: list[tuple[str, list[str], bytes]] = field(default_factory=list)
-    refuse_rcpt: dict[str, str] = field(default_factory=dict)
-    logins: list[str] = field(default_factory=list)
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
-        if address in self.refuse_rcpt:
-            return self.refuse_rcpt[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        self.received.append((envelope.mail_from or "", list(envelope.rcpt_tos), envelope.content))
-        return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
 
 
 @pytest.fixture
