@@ -23,7 +23,7 @@ from servers import MailSink as Upstream_
 from servers import free_port
 
 from clicktrail import config as config_mod
-from clicktrail import smtpusers
+from clicktrail import domains, smtpusers
 from clicktrail.cli import main
 from clicktrail.delivery import Outcome, Upstream, deliver, summary
 from clicktrail.errors import ConfigError
@@ -424,3 +424,27 @@ def test_clicktrail_smtp_command_relays_until_sigterm_and_logs_show_deliveries(
     out = CliRunner().invoke(main, ["logs", "deliveries"])
     assert out.exit_code == 0 and '"recipient": "ann@example.com"' in out.output and '"type": "delivery"' in out.output
     assert CliRunner().invoke(main, ["logs", "failures"]).output == ""
+
+
+def test_a_logins_own_click_domain_carries_the_links_it_relays(
+        upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store, client: FlaskClient) -> None:
+    partner, offers = "https://news.partner.example", "https://offers.shop.example"
+    up = upstream()
+    r = relay(up.port)
+    add_login(store)
+    add_login(store, "other", "other-pass")
+    domains.add(store, "login", "app", partner)  # as `clicktrail domains add news.partner.example --login app`
+    domains.add(store, "from", "shop.example.com", offers)  # the login comes before the From domain
+    send(r, message(), ["ann@example.com"])
+    send(r, message(), ["bob@example.com"], login=("other", "other-pass"))
+
+    links = {rcpts[0]: re.findall(r"(https://[a-z.]+)/([A-Za-z0-9_-]{24})/sale", data.decode())
+             for _, rcpts, data in up.received}
+    ((ann_base, ann_token),) = links["ann@example.com"]
+    ((bob_base, bob_token),) = links["bob@example.com"]
+    assert (ann_base, bob_base) == (partner, offers)  # the other login falls back to its From domain's
+    landed = client.get(f"/{ann_token}/sale?id=7", base_url=partner)
+    assert landed.status_code == 302 and landed.headers["Location"] == SHOP
+    for elsewhere in (BASE, offers, "https://elsewhere.example"):
+        assert client.get(f"/{ann_token}/sale?id=7", base_url=elsewhere).status_code == 404
+    assert client.get(f"/{bob_token}/sale?id=7", base_url=offers).status_code == 302
