@@ -1,8 +1,9 @@
 """The REST API under /api: submit messages, download raw logs, read stats; every call needs a key.
 
 request → key (``apikeys.check``) → fields (``submission``) → ``messages.track``
-→ one rewritten copy per recipient.  Logs stream from the store in batches
-(``export``).  Every answer under /api is JSON, errors included
+→ one rewritten copy per recipient (→ with ``send``, ``delivery.deliver``, the
+SMTP relay's path).  Logs stream from the store in batches (``export``); click
+domains are managed by the nested blueprint of ``api_domains``.  Every answer under /api is JSON, errors included
 (``{"error": …, "field": …}``); the OpenAPI document is built by ``openapi``.
 """
 
@@ -165,18 +166,9 @@ def submit() -> Response:
         track_opens=opts.track_opens if sub.track_opens is None else sub.track_opens,
     )
     recipients: list[str | None] = [*sub.recipients] or [None]
-    if sub.send:
-        sender, to = submission.envelope(sub)  # a 400 before anything is recorded or sent
+    if sub.send:  # everything that can stop a send is checked before anything is recorded
+        sender, to, upstream = _sending(sub)
         recipients = [*to]
-        if not sub.built and submission.dkim_signed(sub.raw):  # as the relay: rewriting breaks the signature
-            if not parts.config["smtp_rewrite_dkim"]:
-                raise BadInput("mime carries a DKIM-Signature that rewriting would break: sign after clicktrail "
-                               "(or set CLICKTRAIL_SMTP_REWRITE_DKIM=yes to remove it)", field="mime")
-            sub.raw = drop_headers(sub.raw, ("dkim-signature",))
-        try:
-            upstream = Upstream.from_config(parts.config)
-        except ConfigError as e:
-            return _error(f"cannot send: no mail server is configured ({e.message})", 503)
     try:
         result = track(parts.store, parts.signer, opts, sub.raw, recipients, sub.tag,
                        accept=_checker(sub), api_key_name=g.api_key.name)
@@ -194,6 +186,28 @@ def submit() -> Response:
         status = _sent(answer, outcomes)
     # Not jsonify: escaping every copy to ASCII costs more than the copies do (see bench/recipients.py).
     return Response(json.dumps(answer, ensure_ascii=False), status=status, content_type="application/json")
+
+
+class NoMailServer(ClicktrailError):
+    """send: true, but no mail server is configured."""
+
+    status = 503
+
+
+def _sending(sub: submission.Submission) -> tuple[str, list[str], Upstream]:
+    """Envelope sender, recipients and mail server for ``send: true`` (a 400 or 503 if there are none)."""
+    sender, recipients = submission.envelope(sub)
+    cfg = ct().config
+    if not sub.built and submission.dkim_signed(sub.raw):  # as the relay: rewriting breaks the signature
+        if not cfg["smtp_rewrite_dkim"]:
+            raise BadInput("mime carries a DKIM-Signature that rewriting would break: sign after clicktrail "
+                           "(or set CLICKTRAIL_SMTP_REWRITE_DKIM=yes to remove it)", field="mime")
+        sub.raw = drop_headers(sub.raw, ("dkim-signature",))
+    try:
+        upstream = Upstream.from_config(cfg)
+    except ConfigError as e:
+        raise NoMailServer("cannot send: no mail server is configured; set CLICKTRAIL_SMTP_UPSTREAM to HOST:PORT") from e
+    return sender, recipients, upstream
 
 
 def _sent(answer: dict[str, Any], outcomes: list[Outcome]) -> int:
