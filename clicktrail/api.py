@@ -50,6 +50,7 @@ MAX_LIMIT = 10_000_000
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 UNESCAPED_PLUS = re.compile(r"(?<=\d) (\d\d:?\d\d)$")
 MESSAGE_KEY = re.compile(r"^[0-9a-fA-F]{16}$")
+SEND_TIMEOUT = 20  # seconds per mail server answer with send: true, below gunicorn's worker timeout
 
 
 def _error(message: str, status: int, field: str | None = None) -> Response:
@@ -207,7 +208,8 @@ def _sending(sub: submission.Submission) -> tuple[str, list[str], Upstream]:
         upstream = Upstream.from_config(cfg)
     except ConfigError as e:
         raise NoMailServer("cannot send: no mail server is configured; set CLICKTRAIL_SMTP_UPSTREAM to HOST:PORT") from e
-    return sender, recipients, upstream
+    # A mail server that hangs must cost an answer (503), not the worker: gunicorn kills it at 30 s.
+    return sender, recipients, dataclasses.replace(upstream, timeout=min(upstream.timeout, SEND_TIMEOUT))
 
 
 def _sent(answer: dict[str, Any], outcomes: list[Outcome]) -> int:

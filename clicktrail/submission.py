@@ -164,7 +164,7 @@ def envelope(sub: Submission) -> tuple[str, list[str]]:
         sender = sub.sender
     else:
         sender = _one_header_address(sub.raw, "From", "mime")
-    recipients = sub.recipients
+    recipients = list(dict.fromkeys(sub.recipients))  # a recipient named twice still gets one copy
     if not recipients:
         to = _header_addresses(sub.raw, "To")
         if not to:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import json
 import re
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -174,6 +175,26 @@ def test_a_mail_server_that_is_down_is_a_503_with_every_attempt_recorded(setting
     assert events(parts, "delivery") == []
     assert sorted(e["recipient"] for e in events(parts, "failure")) == ["ann@example.com", "bob@example.com"]
     assert len(list(parts.store.attempts())) == 2
+
+
+def test_a_mail_server_that_never_answers_is_a_503_once_its_timeout_passes(settings: dict[str, Any]) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) but never greets
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        app, auth = make_app(settings, f"127.0.0.1:{silent.getsockname()[1]}", smtp_upstream_timeout=1)
+        resp = app.test_client().post("/api/messages", headers=auth, json={
+            "html": HTML, "from": "news@shop.example.com", "recipients": "ann@example.com", "send": True})
+    assert resp.status_code == 503
+    assert "timed out" in resp.get_json()["messages"][0]["delivery"]["reply"]
+    assert len(events(app.extensions["clicktrail"], "failure")) == 1
+
+
+def test_a_recipient_named_twice_is_sent_one_copy(client: FlaskClient, auth: dict[str, str], sink: MailSink) -> None:
+    resp = client.post("/api/messages", headers=auth, json={
+        "html": HTML, "from": "news@shop.example.com", "recipients": ["ann@example.com", "ann@example.com"],
+        "send": True})
+    assert resp.status_code == 200 and len(resp.get_json()["messages"]) == 1
+    assert [rcpts for _, rcpts, _ in sink.received] == [["ann@example.com"]]
 
 
 def test_without_a_mail_server_configured_send_is_a_503_and_nothing_is_recorded(settings: dict[str, Any]) -> None:
