@@ -13,8 +13,9 @@ import base64
 import hashlib
 import logging
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -111,11 +112,11 @@ def _pixel() -> Response:
 
 
 def _location(url: str) -> str | None:
-    """The Location for a stored URL: itself, or its browser form if it holds what a header cannot."""
+    """Where to send the reader for a stored URL; None if it is not an http(s) URL."""
     if url.isascii() and url.isprintable() and url[:8].lower().startswith(("http://", "https://")):
-        return url
-    # A URL stored by other means than the rewriter (CR, LF, NUL, non-ASCII):
-    # send what a browser would request for it, never a split header.
+        return url  # what the rewriter stores: sent byte for byte
+    # Stored by other means (CR, LF, NUL, non-ASCII): a header value cannot hold
+    # it (a 500, or a split header); send what a browser would request instead.
     return browser_url(url)
 
 
