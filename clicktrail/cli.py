@@ -6,10 +6,11 @@ import json
 import os
 import secrets
 import sys
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -35,8 +36,8 @@ def iso_time(value: str, name: str = "--since") -> str:
     except ValueError as e:
         raise click.BadParameter(f"{value!r} is not an ISO 8601 time such as 2026-12-01T00:00:00Z", param_hint=name) from e
     if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds")
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).isoformat(timespec="microseconds")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -149,7 +150,8 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
     if not values["spool"]:
         values["spool"] = values["database"] + ".spool"
     if not values["secret_key"]:
-        values["secret_key"] = _kept_secret(Path(values["database"]).with_name(Path(values["database"]).name + ".secret"))
+        database = Path(values["database"])
+        values["secret_key"] = _kept_secret(database.with_name(database.name + ".secret"))
     return Config(values)
 
 

@@ -10,8 +10,8 @@ are tokenized again, so markup such as VML buttons inside them is found too.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from html5lib import _inputstream, _tokenizer
 from html5lib.constants import tokenTypes

@@ -21,9 +21,10 @@ import os
 import secrets
 import sqlite3
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from .errors import ClicktrailError, StoreUnavailable
 
@@ -79,7 +80,7 @@ BUSY_MS = 10_000
 
 def utcnow() -> str:
     """Now, in UTC, ISO 8601 with its offset."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def new_id() -> int:

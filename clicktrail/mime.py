@@ -18,11 +18,12 @@ import email.errors
 import email.header
 import email.parser
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
-from typing import Callable, Iterator
 
+from .errors import BadInput
 from .rewrite import LinkTable, Options, Template, html_template, text_template
 
 SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
@@ -36,7 +37,7 @@ class Unreadable(Exception):
     """The message cannot be read exactly; it must pass through unchanged."""
 
 
-class BadSwitch(ValueError):
+class BadSwitch(BadInput):
     """A tracking switch header holds something other than yes or no."""
 
 
@@ -96,7 +97,7 @@ def switch(value: str | None, name: str, default: bool) -> bool:
         return True
     if v in _FALSE:
         return False
-    raise BadSwitch(f"{name} must be yes or no, not {value.strip()!r}")
+    raise BadSwitch(f"{name} must be yes or no, not {value.strip()!r}", field=name)
 
 
 def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
@@ -216,18 +217,23 @@ def _is_attachment(headers: Message) -> bool:
     return str(headers.get("content-disposition", "")).strip().lower().startswith("attachment")
 
 
+def _children(msg: Message) -> list[Message]:
+    """Sub-parts of a multipart; an attached message/rfc822 is a leaf to us."""
+    if msg.get_content_maintype() == "multipart" and msg.is_multipart():
+        return [sub for sub in msg.get_payload() if isinstance(sub, Message)]
+    return []
+
+
 def _email_types(msg: Message) -> Iterator[str]:
     yield msg.get_content_type()
-    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
-        for sub in msg.get_payload():
-            yield from _email_types(sub)
+    for sub in _children(msg):
+        yield from _email_types(sub)
 
 
 def _defects(msg: Message) -> list[str]:
     found = [type(d).__name__ for d in msg.defects]
-    if msg.get_content_maintype() == "multipart" and msg.is_multipart():
-        for sub in msg.get_payload():
-            found += _defects(sub)
+    for sub in _children(msg):
+        found += _defects(sub)
     return found
 
 

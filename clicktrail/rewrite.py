@@ -10,8 +10,8 @@ campaign costs one scan, whatever the number of recipients.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from . import htmlscan
 from .urls import Target, browser_url, is_placeholder

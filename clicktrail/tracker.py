@@ -13,8 +13,9 @@ import base64
 import hashlib
 import logging
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix

@@ -18,6 +18,7 @@ PLACEHOLDER = re.compile(r"\{|\}|\*\||\|\*|<%|%>|%%|\[\[|\]\]")
 _SCHEME = re.compile(r"(?i)^(https?)://")
 _C0_SPACE = "".join(chr(c) for c in range(0x21))
 _TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
+_HOST = re.compile(r"^(?:[a-z0-9_~!$&'()*+,;=.-]+|\[[0-9a-f:.]+\])$")
 
 # WHATWG percent-encode sets (beyond C0 controls and non-ASCII).
 _FRAGMENT_SET = frozenset(' "<>`')
@@ -40,11 +41,15 @@ def _encode(part: str, unsafe: frozenset[str]) -> str:
 
 def _host(authority: str) -> str | None:
     userinfo, _, hostport = authority.rpartition("@")
-    host, port = hostport, ""
-    if not host.startswith("["):
-        host, sep, port = hostport.partition(":")
-        if sep and not port.isdigit() and port != "":
+    if hostport.startswith("["):
+        close = hostport.find("]") + 1
+        host, sep, port = hostport[:close], hostport[close : close + 1], hostport[close + 1 :]
+        if close == 0 or sep not in ("", ":"):
             return None
+    else:
+        host, sep, port = hostport.partition(":")
+    if port and not port.isdigit():
+        return None
     host = host.lower()
     if not host:
         return None
@@ -53,7 +58,7 @@ def _host(authority: str) -> str | None:
             host = host.encode("idna").decode("ascii")
         except UnicodeError:
             return None
-    if any(c in host for c in " <>^|%\\/"):
+    if not _HOST.match(host):
         return None
     out = host
     if port:
