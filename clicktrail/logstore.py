@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import ClicktrailError, StoreUnavailable
+from .errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -219,13 +219,6 @@ class Store:
     def record_message(self, links: Sequence[tuple[str, str]], attempts: Sequence[Attempt]) -> int:
         """Store one message's links and its attempts (one per recipient) together."""
         content_id = new_id()
-        try:
-            self._write_message(content_id, links, attempts)
-        except sqlite3.Error as e:
-            raise StoreUnavailable(f"the database cannot record the message: {e}") from e
-        return content_id
-
-    def _write_message(self, content_id: int, links: Sequence[tuple[str, str]], attempts: Sequence[Attempt]) -> None:
         self._write([
             ("INSERT INTO links (content_id, idx, kind, url) VALUES (?, ?, ?, ?)",
              [(content_id, i, kind, url) for i, (kind, url) in enumerate(links, 1)]),
@@ -234,6 +227,7 @@ class Store:
              [(a.id, content_id, a.ts, a.recipient, a.subject, a.message_id, a.tag, int(a.track_clicks),
                int(a.track_opens)) for a in attempts]),
         ])
+        return content_id
 
     def link(self, attempt_id: int, idx: int) -> tuple[str, str] | None:
         """The (kind, url) of a link of an attempt; ('pixel', '') for index 0; None if unknown."""
@@ -277,7 +271,7 @@ class Store:
         if self._spool_waiting():
             try:
                 self._replay(EVENT_BUSY_MS)
-            except (sqlite3.Error, OSError, ClicktrailError) as e:
+            except (sqlite3.Error, OSError) as e:
                 log.warning("spool replay failed: %s", e)
         return True
 
