@@ -8,11 +8,9 @@ the links, so every link we give out can be followed.
 from __future__ import annotations
 
 import logging
-import sqlite3
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Sequence
 
-from .errors import StoreUnavailable
 from .logstore import Attempt, Store, attempt_key, new_id
 from .mime import Prepared, prepare
 from .rewrite import Options
@@ -69,8 +67,5 @@ def track(
         attempts.append(Attempt(aid, who, prepared.subject or None, prepared.message_id or None, tag,
                                 prepared.track_clicks, prepared.track_opens))
         copies.append(Copy(attempt_key(aid), who, stamp(prepared, signer, aid)))
-    try:
-        store.record_message(prepared.links.links, attempts)
-    except sqlite3.Error as e:
-        raise StoreUnavailable(f"the message was not rewritten: the store cannot record it ({e})") from e
+    store.record_message(prepared.links.links, attempts)
     return Result(copies, prepared, list(prepared.warnings))

@@ -8,9 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Mapping
 
 import requests
 
@@ -27,7 +27,7 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
         try:
             requests.get(url, timeout=1, allow_redirects=False)
             return
-        except (requests.ConnectionError, requests.Timeout):  # bound, but workers still booting
+        except requests.ConnectionError:
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not answer within {timeout}s")
 
