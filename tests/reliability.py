@@ -9,10 +9,12 @@ links here and reusing ``hammer``.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 
@@ -133,3 +135,12 @@ def children(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             found.append(int(entry))
     return found
+
+
+def log_in(client: Any, password: str) -> None:
+    """Log a Flask test client in through the real login form (CSRF token and all)."""
+    form = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf" value="([^"]+)"', form)
+    assert token, form
+    r = client.post("/login", data={"csrf": token.group(1), "password": password, "user": ""})
+    assert r.status_code in (302, 303), r.status_code

@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from reliability import seed
+from reliability import log_in, seed
 from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
@@ -121,8 +121,7 @@ def test_a_route_added_later_is_walked_too(app: Flask, client: FlaskClient, part
     assert set(failures) == {"GET /api/v1/leak/1 (leak)", "DELETE /api/v1/leak/1 (leak)"}
 
 
-def test_logged_in_the_same_walk_gets_the_pages(app: Flask, client: FlaskClient) -> None:
+def test_logged_in_the_same_walk_gets_the_pages(client: FlaskClient, settings: dict[str, Any]) -> None:
     """The control: with a session the stats page answers, so the refusals above are the login's doing."""
-    with client.session_transaction() as session:
-        session["stats"] = True
+    log_in(client, settings["stats_password"])
     assert client.get("/stats").status_code == 200

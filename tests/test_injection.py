@@ -9,17 +9,20 @@ splits a header.  Raw logs: one valid JSON line per event, values exact.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from reliability import Seeded, logged, seed
+from reliability import Seeded, log_in, logged, seed
 from servers import gunicorn
 
 from clicktrail.messages import track
@@ -45,11 +48,6 @@ def pages(app: Flask) -> list[str]:
     """Every GET page that takes no arguments, apart from logging in and out."""
     return sorted(str(r.rule) for r in app.url_map.iter_rules()
                   if "GET" in (r.methods or ()) and not r.arguments and r.endpoint not in ("stats.login", "static"))
-
-
-def log_in(client: FlaskClient) -> None:
-    with client.session_transaction() as session:
-        session["stats"] = True
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -78,8 +76,10 @@ def test_redirect_never_splits_a_header(client: FlaskClient, hostile: Seeded, id
 
 @pytest.mark.parametrize("idx", range(1, len(HOSTILE_URLS) + 1))
 def test_redirect_goes_where_a_browser_would(client: FlaskClient, hostile: Seeded, idx: int) -> None:
-    # A browser drops CR, LF and tab from a URL and percent-encodes NUL, quotes, <> and non-ASCII.
-    assert client.get(hostile.path(idx)).headers["Location"] == browser_url(HOSTILE_URLS[idx - 1])
+    # A browser drops CR, LF and tab from a URL and percent-encodes NUL, quotes, <> and non-ASCII:
+    # following the Location takes the reader exactly where the stored link would.
+    location = client.get(hostile.path(idx)).headers["Location"]
+    assert browser_url(location) == browser_url(HOSTILE_URLS[idx - 1])
 
 
 @pytest.mark.parametrize("url", ["javascript:alert(1)", "data:text/html,<script>x</script>", " \r\n"])
@@ -97,7 +97,7 @@ def test_no_header_split_through_gunicorn(hostile: Seeded, env: dict[str, str]) 
         port = int(base.rsplit(":", 1)[1])
         for idx in range(1, len(HOSTILE_URLS) + 1):
             with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                s.sendall(f"GET {hostile.path(idx)} HTTP/1.0\r\nHost: x\r\n\r\n".encode())
+                s.sendall(f"GET {hostile.path(idx)} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
                 data = b""
                 while chunk := s.recv(65536):
                     data += chunk
@@ -134,17 +134,29 @@ def test_hostile_subject_and_tag_through_the_rewriter(parts: Clicktrail, env: di
     assert (rows[0]["subject"], rows[0]["tag"]) == (subject, tag)
 
 
-def test_pages_show_hostile_values_escaped(app: Flask, client: FlaskClient, hostile: Seeded) -> None:
+def crawl(client: FlaskClient, start: list[str], limit: int = 60) -> dict[str, str]:
+    """Logged-in pages reachable from ``start`` by same-site links (message and tag pages too): path -> body."""
+    seen: dict[str, str] = {}
+    queue = list(start)
+    while queue and len(seen) < limit:
+        page = queue.pop(0)
+        if page in seen or page.startswith(("/login", "/logout", "/static")):
+            continue
+        r = client.get(page, follow_redirects=True)
+        assert r.status_code < 500, page
+        seen[page] = r.get_data(as_text=True)
+        queue += [html.unescape(h) for h in re.findall(r'href="(/[^"/][^"]*)"', seen[page])]
+    return seen
+
+
+def test_pages_show_hostile_values_escaped(app: Flask, client: FlaskClient, hostile: Seeded,
+                                         settings: dict[str, Any]) -> None:
     for idx in range(1, len(HOSTILE_URLS) + 1):
         client.get(hostile.path(idx), environ_base={"HTTP_USER_AGENT": SCRIPT})
-    log_in(client)
-    shown = pages(app)
+    log_in(client, settings["stats_password"])
+    shown = crawl(client, pages(app))
     assert "/stats" in shown
-    for page in shown:
-        r = client.get(page)
-        assert r.status_code == 200, page
-        body = r.get_data(as_text=True)
+    for page, body in shown.items():
         for marker in RAW_MARKERS:
             assert marker not in body, (page, marker)
-    stats = client.get("/stats").get_data(as_text=True)
-    assert "&lt;script&gt;alert(" in stats  # the URL is there, escaped
+    assert any("&lt;script&gt;alert(" in body for body in shown.values())  # the hostile values are there, escaped
