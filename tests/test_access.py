@@ -34,9 +34,12 @@ SECRETS = ("https://private.example.com/offer-7f3a", "vip-reader@example.com", "
 
 def sample_value(rule: Rule, name: str) -> Any:
     """A plausible value for one URL argument, by the converter that parses it."""
-    converter = type(getattr(rule, "_converters", {}).get(name)).__name__
+    converter = getattr(rule, "_converters", {}).get(name)
+    items = getattr(converter, "items", None)  # any(a, b, ...): one of its words
+    if isinstance(items, (set, frozenset, list, tuple)) and items:
+        return sorted(items)[0]
     return {"IntegerConverter": 1, "FloatConverter": 1.0, "UUIDConverter": uuid.uuid4(),
-            "PathConverter": "a/b.txt"}.get(converter, "x1")
+            "PathConverter": "a/b.txt"}.get(type(converter).__name__, "x1")
 
 
 def requests_for(app: Flask) -> list[tuple[str, str, str]]:
