@@ -27,7 +27,7 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
         try:
             requests.get(url, timeout=1, allow_redirects=False)
             return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a busy machine boots workers slowly
             time.sleep(0.1)
     raise RuntimeError(f"server at {url} did not answer within {timeout}s")
 
