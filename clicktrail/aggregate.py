@@ -300,7 +300,8 @@ class Timer:
 
     def _run(self) -> None:
         # Jitter keeps several workers from reading the same batch at the same moment.
-        while not self.stop.wait(self.interval * random.uniform(0.8, 1.2)) and self.alive():
+        jitter = random.Random()  # its own generator: a background thread must not move the global one
+        while not self.stop.wait(self.interval * jitter.uniform(0.8, 1.2)) and self.alive():
             try:
                 # A bounded number of batches per tick keeps the thread polite under a backlog.
                 fold(self.store, max_batches=200, check=False)

@@ -76,15 +76,23 @@ def logs(kind: str, since: str | None) -> None:
     store = _parts().store
     rows = store.attempts(since_ts) if kind == "attempts" else store.events(EVENT_TYPES[kind], since_ts)
     write = sys.stdout.write
-    for row in rows:
-        row.pop("seq", None)
-        write(json.dumps(row, ensure_ascii=False) + "\n")
+    try:
+        for row in rows:
+            row.pop("seq", None)
+            write(json.dumps(row, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader stopped early (``| head``): not an error; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @main.command()
 def replay() -> None:
     """Move events spooled while the database was failing into the database."""
-    n = _parts().store.replay()
+    try:
+        n = _parts().store.replay()
+    except ClicktrailError as e:
+        raise click.ClickException(e.message) from e
     click.echo(f"replayed {n} spooled events")
 
 

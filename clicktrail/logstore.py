@@ -168,6 +168,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
 SQLITE = {"serial": "INTEGER PRIMARY KEY"}
 EVENT_TYPES = ("click", "open", "delivery", "failure")
 LINK_CACHE = 50_000
+# How long one event write waits for another writer.  Short, because a reader
+# is waiting for the redirect: past it, the event goes to the spool instead.
+EVENT_BUSY_MS = 1000
+BUSY_MS = 10_000
 
 
 def utcnow() -> str:
@@ -251,11 +255,16 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
             return conn
-        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=True)
-        conn.execute("PRAGMA busy_timeout = 10000")
+        conn = sqlite3.connect(self.path, timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=True)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.sync else 'NORMAL'}")
-        self._local.conn, self._local.pid = conn, os.getpid()
+        self._local.conn, self._local.pid, self._local.busy = conn, os.getpid(), BUSY_MS
         return conn
+
+    def _busy(self, conn: sqlite3.Connection, ms: int) -> None:
+        if self._local.busy != ms:
+            conn.execute(f"PRAGMA busy_timeout = {ms}")
+            self._local.busy = ms
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -265,7 +274,16 @@ class Store:
 
     def migrate(self) -> int:
         """Create or upgrade the schema; return the version now in force."""
+        try:
+            return self._migrate()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot open the database {self.path}: {e}") from e
+
+    def _migrate(self) -> int:
         conn = self._connect()
+        latest = max(v for v, _ in MIGRATIONS)
+        if self._schema_version(conn) == latest:
+            return latest  # up to date: no write, so a read-only database still serves links
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")  # once, when the database is new
         conn.execute("BEGIN IMMEDIATE")
@@ -284,7 +302,14 @@ class Store:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return max(v for v, _ in MIGRATIONS)
+        return latest
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> int | None:
+        try:
+            return conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]  # type: ignore[no-any-return]
+        except sqlite3.OperationalError:
+            return None  # no schema yet
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one read query (portable SQL, ``?`` placeholders) and return its rows."""
@@ -294,8 +319,9 @@ class Store:
         """Run several statements, each over its rows, in one transaction."""
         self._write(sql_rows)
 
-    def _write(self, sql_rows: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
+    def _write(self, sql_rows: Sequence[tuple[str, Sequence[Sequence[Any]]]], busy_ms: int = BUSY_MS) -> None:
         conn = self._connect()
+        self._busy(conn, busy_ms)
         conn.execute("BEGIN IMMEDIATE")
         try:
             for sql, rows in sql_rows:
@@ -351,14 +377,17 @@ class Store:
     def add_event(self, event: Event) -> bool:
         """Write the event; if the database fails, spool it. True when it reached the database."""
         try:
-            self._write([(self._INSERT_EVENT, [self._event_row(event)])])
+            self._write([(self._INSERT_EVENT, [self._event_row(event)])], EVENT_BUSY_MS)
         except sqlite3.Error as e:
             log.error("event store write failed (%s); event %s spooled", e, event.event_id)
+            # A connection opened while the database was read-only stays read-only:
+            # open a fresh one next time, so writing resumes when the store recovers.
+            self.close()
             self._spool(event)
             return False
         if self._spool_waiting():
             try:
-                self.replay()
+                self._replay(EVENT_BUSY_MS)
             except (sqlite3.Error, OSError) as e:
                 log.warning("spool replay failed: %s", e)
         return True
@@ -384,6 +413,14 @@ class Store:
     def replay(self) -> int:
         """Move spooled events into the database; return how many lines were replayed."""
         try:
+            return self._replay()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"the database cannot take the spooled events yet: {e}") from e
+        except OSError as e:
+            raise StoreUnavailable(f"cannot read the spool {self.spool}: {e}") from e
+
+    def _replay(self, busy_ms: int = BUSY_MS) -> int:
+        try:
             fd = os.open(self.spool, os.O_RDWR)
         except FileNotFoundError:
             return 0
@@ -397,7 +434,7 @@ class Store:
                 except (ValueError, TypeError) as e:
                     log.error("spool line skipped, unreadable: %s", e)
             if events:
-                self._write([(self._INSERT_EVENT, [self._event_row(e) for e in events])])
+                self._write([(self._INSERT_EVENT, [self._event_row(e) for e in events])], busy_ms)
             f.truncate(0)
             os.fsync(f.fileno())
         return len(events)

@@ -29,6 +29,10 @@ from .rewrite import LinkTable, Options, Template, html_template, text_template
 SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _B64_BODY = re.compile(rb"^[A-Za-z0-9+/=\s]*$")
+# A text part larger than this passes through unchanged: real mail bodies are
+# far smaller (mail programs clip HTML at ~100 KB), and scanning takes ~0.3 s
+# per MB at worst, so a 50 MB part would hold the caller for minutes.
+MAX_TEXT_PART = 5 * 1024 * 1024
 _TRUE = {"yes", "true", "on", "1"}
 _FALSE = {"no", "false", "off", "0"}
 
@@ -290,6 +294,8 @@ class _Walker:
             raise Unreadable(f"unknown charset {charset!r}") from e
         body = self.raw[start:end]
         data = _decoder(headers)(body)
+        if len(data) > MAX_TEXT_PART:
+            raise Unreadable(f"a {ctype} part of {len(data):,} bytes is over the {MAX_TEXT_PART:,} byte limit")
         text = data.decode(codec, "surrogateescape")
         if text.encode(codec, "surrogateescape") != data:
             raise Unreadable(f"the {charset} text does not re-encode to the same bytes")
@@ -397,6 +403,9 @@ def prepare_mime(raw: bytes, opts: Options) -> Prepared:
 def prepare_html(raw: bytes, opts: Options, charset: str = "utf-8") -> Prepared:
     """Scan bare HTML (no headers) once."""
     links = LinkTable()
+    if len(raw) > MAX_TEXT_PART:
+        return Prepared(raw, links, track_clicks=opts.track_clicks, track_opens=opts.track_opens, warnings=[
+            f"message passed through unchanged: {len(raw):,} bytes of HTML is over the {MAX_TEXT_PART:,} byte limit"])
     text = raw.decode(charset, "surrogateescape")
     template = html_template(text, links, opts)
     part = _Part(0, len(raw), lambda t: t.encode(charset, "surrogateescape"), template)

@@ -27,6 +27,7 @@ from .errors import ClicktrailError
 from .logstore import Event, Store
 from .rewrite import CLICK, Options
 from .tokens import PIXEL, Signer
+from .urls import browser_url
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,15 @@ def _pixel() -> Response:
     return Response(PIXEL_GIF, 200, {"Content-Type": "image/gif", **NO_CACHE})
 
 
+def _location(url: str) -> str | None:
+    """Where to send the reader for a stored URL; None if it is not an http(s) URL."""
+    if url.isascii() and url.isprintable() and url[:8].lower().startswith(("http://", "https://")):
+        return url  # what the rewriter stores: sent byte for byte
+    # Stored by other means (CR, LF, NUL, non-ASCII): a header value cannot hold
+    # it (a 500, or a split header); send what a browser would request instead.
+    return browser_url(url)
+
+
 def _redirect(url: str) -> Response:
     # Set the header ourselves: the URL is already exactly what the browser
     # should request, and must reach it byte for byte.
@@ -154,6 +164,10 @@ def follow(token: str, _shown: str = "") -> Response | tuple[str, int]:
     if found is None:
         return render_template("notfound.html"), 404
     kind, url = found
+    location = _location(url) if ref.link_idx != PIXEL else ""
+    if location is None:
+        log.error("link %s of %016x holds no http(s) URL; not redirecting", ref.link_idx, ref.attempt_id)
+        return render_template("notfound.html"), 404
     event = Event(
         "click" if kind == CLICK else "open",
         ref.attempt_id,
@@ -164,4 +178,4 @@ def follow(token: str, _shown: str = "") -> Response | tuple[str, int]:
         user_agent=request.headers.get("User-Agent"),
     )
     _record(event)
-    return _pixel() if ref.link_idx == PIXEL else _redirect(url)
+    return _pixel() if ref.link_idx == PIXEL else _redirect(location)

@@ -50,7 +50,7 @@ def _writer(path: str, n: int) -> None:
 
 def test_several_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     store = make_store(tmp_path)
-    ctx = multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("spawn")  # fork would copy other tests' threads mid-lock
     procs = [ctx.Process(target=_writer, args=(store.path, 300)) for _ in range(4)]
     for p in procs:
         p.start()
