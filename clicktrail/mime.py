@@ -138,6 +138,25 @@ def _decoder(headers: Message) -> Callable[[bytes], bytes]:
     raise Unreadable(f"unknown Content-Transfer-Encoding {cte!r}")
 
 
+_LINE = re.compile(rb"([^\n]*?)(\r?\n|$)")
+
+
+def _qp_encode(data: bytes, newline: bytes) -> bytes:
+    """Quoted-printable that decodes to exactly ``data``: each line break is kept as it was.
+
+    ``binascii.b2a_qp`` turns every line break into the first one it sees, so a part
+    mixing CRLF and LF would not decode to the same text; lone CRs become ``=0D``.
+    """
+    out = []
+    for m in _LINE.finditer(data):
+        line, end = m.groups()
+        if not line and not end:
+            break
+        # binary mode: a CR inside the line is encoded; the only LFs in the result are soft breaks
+        out.append(binascii.b2a_qp(line, istext=False).replace(b"=\n", b"=" + newline) + end)
+    return b"".join(out)
+
+
 def _encoder(headers: Message, body: bytes, charset: str) -> Callable[[str], bytes]:
     cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower()
     newline = b"\r\n" if b"\r\n" in body else b"\n"
@@ -146,7 +165,7 @@ def _encoder(headers: Message, body: bytes, charset: str) -> Callable[[str], byt
         return text.encode(charset, "surrogateescape")
 
     if cte == "quoted-printable":
-        return lambda text: binascii.b2a_qp(to_bytes(text), istext=True)
+        return lambda text: _qp_encode(to_bytes(text), newline)
     if cte == "base64":
         first = body.strip().split(b"\n", 1)[0].rstrip(b"\r")
         width = max(4, len(first) - len(first) % 4) if b"\n" in body.strip() else 76
@@ -216,18 +235,22 @@ def _is_attachment(headers: Message) -> bool:
     return str(headers.get("content-disposition", "")).strip().lower().startswith("attachment")
 
 
+def _subparts(msg: Message) -> list[Message]:
+    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
+        return [sub for sub in msg.get_payload() if isinstance(sub, Message)]
+    return []
+
+
 def _email_types(msg: Message) -> Iterator[str]:
     yield msg.get_content_type()
-    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
-        for sub in msg.get_payload():
-            yield from _email_types(sub)
+    for sub in _subparts(msg):
+        yield from _email_types(sub)
 
 
 def _defects(msg: Message) -> list[str]:
     found = [type(d).__name__ for d in msg.defects]
-    if msg.get_content_maintype() == "multipart" and msg.is_multipart():
-        for sub in msg.get_payload():
-            found += _defects(sub)
+    for sub in _subparts(msg):
+        found += _defects(sub)
     return found
 
 
