@@ -18,9 +18,12 @@ from .urls import Target, browser_url, is_placeholder
 
 CLICK, IMAGE = "click", "image"
 OPT_OUT_PRESENT = ("data-pm-no-track", "mc:disable-tracking", "ses:no-track")
+# Out of the flow, at the top left corner: the page's layout is exactly what it was
+# (no line box, no broken margin collapsing).  Clients that drop `position` still
+# get a 1x1 block, never a text line.
 PIXEL_ATTRS = (
-    'width="1" height="1" alt="" border="0" style="display:block;width:1px;height:1px;'
-    'border:0;margin:0;padding:0;overflow:hidden"'
+    'width="1" height="1" alt="" border="0" style="position:absolute;top:0;left:0;display:block;'
+    'width:1px;height:1px;border:0;margin:0;padding:0;overflow:hidden"'
 )
 
 # Visible text that is itself an address: mail programs warn when such a
