@@ -3,13 +3,15 @@
 ``browser_url`` applies what the WHATWG URL parser does to an ``http(s)``
 link before requesting it: surrounding whitespace and inner tabs/newlines
 dropped, scheme and host lower-cased, IDN hosts in punycode, default ports
-dropped, spaces and non-ASCII percent-encoded as UTF-8.  Existing ``%XX``
+dropped, backslashes before the query read as slashes, spaces and non-ASCII
+percent-encoded as UTF-8.  Existing ``%XX``
 escapes, ``+``, query order and the fragment are kept byte for byte.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 # Unrendered merge tags of the common sending tools: such a link is not a
@@ -24,6 +26,10 @@ _FRAGMENT_SET = frozenset(' "<>`')
 _QUERY_SET = frozenset(" \"#<>'")
 _PATH_SET = frozenset(' "#<>?`{}')
 _USERINFO_SET = _PATH_SET | frozenset("/:;=@[\\]^|")
+# WHATWG forbidden domain code points (C0 controls, space, DEL and these).
+_FORBIDDEN_HOST = frozenset(chr(c) for c in range(0x21)) | frozenset('#%/:<>?@[\\]^|\x7f')
+_DOTS = str.maketrans("\u3002\uff0e\uff61", "...")  # ideographic and full-width full stops
+_IPV6 = re.compile(r"\[[0-9a-f:.]+\]")
 
 
 def _encode(part: str, unsafe: frozenset[str]) -> str:
@@ -38,23 +44,45 @@ def _encode(part: str, unsafe: frozenset[str]) -> str:
     return "".join(out)
 
 
+def _punycode(host: str) -> str | None:
+    """IDN host to ASCII as browsers do (UTS 46, non-transitional: "ß" stays "ß", not "ss")."""
+    host = unicodedata.normalize("NFKC", host.translate(_DOTS)).lower()
+    labels = []
+    for label in host.split("."):
+        if not label.isascii():
+            try:
+                label = "xn--" + label.encode("punycode").decode("ascii")
+            except UnicodeError:
+                return None
+        labels.append(label)
+    return ".".join(labels)
+
+
 def _host(authority: str) -> str | None:
     userinfo, _, hostport = authority.rpartition("@")
     host, port = hostport, ""
-    if not host.startswith("["):
+    if host.startswith("["):
+        host, sep, port = hostport.partition("]:")
+        host += "]" if sep else ""
+    else:
         host, sep, port = hostport.partition(":")
-        if sep and not port.isdigit() and port != "":
-            return None
+    if port:
+        if not port.isascii() or not port.isdigit() or int(port) > 65535:
+            return None  # the browser refuses such a URL
+        port = str(int(port))  # as the browser writes it: "0443" is 443
     host = host.lower()
     if not host:
         return None
     if not host.isascii():
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
+        ascii_host = _punycode(host)
+        if ascii_host is None:
             return None
-    if any(c in host for c in " <>^|%\\/"):
-        return None
+        host = ascii_host
+    if host.startswith("["):
+        if not _IPV6.fullmatch(host):
+            return None
+    elif any(c in _FORBIDDEN_HOST for c in host):
+        return None  # the browser refuses such a host
     out = host
     if port:
         out += ":" + port
@@ -76,6 +104,9 @@ def browser_url(raw: str) -> str | None:
         return None  # undecodable bytes: we cannot know what the browser sends
     scheme = m.group(1).lower()
     rest = url[m.end() :]
+    # In http(s) URLs a backslash before the query is a slash (WHATWG URL "special" schemes).
+    q = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    rest = rest[:q].replace("\\", "/") + rest[q:]
     end = len(rest)
     for stop in "/?#":
         i = rest.find(stop)

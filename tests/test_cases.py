@@ -26,7 +26,7 @@ BASE = "https://clicks.example.com"  # the click domain of the test settings
 TOKEN = r"[A-Za-z0-9_-]{24}"
 # One of our values as it appears in an attribute or in plain text (escaped for the attribute).
 # In plain text a trailing full stop, comma or closing bracket is the sentence's, as the rewriter reads it.
-OURS = re.compile(re.escape(BASE) + "/" + TOKEN + r"""(?:/(?:[^\s"'<>`]*[^\s"'<>`.,;:!?)])?)?""")
+OURS = re.compile(re.escape(BASE) + "/" + TOKEN + r"""(?:/(?:[^\s"'<>]*[^\s"'<>.,;:!?)])?)?""")
 PIXEL = re.compile(r'<img src="' + re.escape(BASE) + "/" + TOKEN + '/o.gif" ' + re.escape(PIXEL_ATTRS) + ">")
 HEADERS = (b"From: news@example.com\r\nTo: reader@example.com\r\nSubject: Cases\r\n"
            b"Message-ID: <cases@example.com>\r\nMIME-Version: 1.0\r\n")
@@ -155,6 +155,29 @@ def test_case04_non_ascii_in_an_iso_8859_1_part(client: FlaskClient, parts: Clic
     assert land(client, parts, link) == CAFE_URL
     assert b">Caf\xe9</a>" in decoded
     assert restore(text, ["https://example.com/wiki/Café?q=naïve"]) == CAFE
+
+
+@pytest.mark.parametrize(
+    ("href", "expected"),
+    [
+        ("https://bücher.example/straße?q=ß", "https://xn--bcher-kva.example/stra%C3%9Fe?q=%C3%9F"),
+        ("https://straße.example/", "https://xn--strae-oqa.example/"),  # not "strasse": browsers are non-transitional
+        ("https://ＥＸＡＭＰＬＥ．com/a", "https://example.com/a"),
+        ("https://example.com\\files\\a b.pdf?p=a\\b", "https://example.com/files/a%20b.pdf?p=a\\b"),
+        ("https://example.com:0443/x", "https://example.com/x"),
+        ("HTTPS://Example.COM:8443/Path", "https://example.com:8443/Path"),
+        ("\n  https://example.com/a\tb\n", "https://example.com/ab"),
+        # Kept raw by browsers in a query or fragment: no "%5B", "%7C", "%5E", "%60" of ours.
+        ("https://example.com/list?filter[tag]=a|b&x=^&y=`#sec|1^", "https://example.com/list?filter[tag]=a|b&x=^&y=`#sec|1^"),
+        ("https://example.com/a|b^c/[1]", "https://example.com/a|b^c/[1]"),
+    ],
+)
+def test_kind_what_a_browser_requests(client: FlaskClient, parts: Clicktrail, href: str, expected: str) -> None:
+    src = f'<a href="{href}">Go</a>'
+    [out] = track(parts, src.encode())
+    [link] = ours(out.decode())
+    assert land(client, parts, link) == expected
+    assert restore(out.decode(), [href]) == src
 
 
 # -- 5. other schemes ------------------------------------------------------------------------------------------

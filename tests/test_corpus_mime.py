@@ -32,8 +32,8 @@ MALFORMED = {"cpython-msg_15.eml", "mimekit-issue358.eml", "spamscope-malformed_
 TOKEN = r"[A-Za-z0-9_-]{24}"
 # Our value in an attribute runs to its end; in plain text a closing mark is the sentence's, not the URL's.
 OURS = {
-    True: re.compile(re.escape(BASE) + "/" + TOKEN + r"""(?:/[^\s"'<>`]*)?"""),
-    False: re.compile(re.escape(BASE) + "/" + TOKEN + r"""(?:/(?:[^\s"'<>`]*[^\s"'<>`.,;:!?)\]}*])?)?"""),
+    True: re.compile(re.escape(BASE) + "/" + TOKEN + r"""(?:/[^\s"'<>]*)?"""),
+    False: re.compile(re.escape(BASE) + "/" + TOKEN + r"""(?:/(?:[^\s"'<>]*[^\s"'<>.,;:!?)\]}*])?)?"""),
 }
 PIXEL = re.compile(r'<img src="' + re.escape(BASE) + "/" + TOKEN + '/o.gif" ' + re.escape(PIXEL_ATTRS) + ">")
 
