@@ -10,6 +10,7 @@ campaign costs one scan, whatever the number of recipients.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -197,8 +198,8 @@ def html_template(text: str, links: LinkTable, opts: Options) -> Template:
 def _trim_url(url: str) -> str:
     while url:
         last = url[-1]
-        if last in _TRAILING:
-            url = url[:-1]
+        if last in _TRAILING or (not last.isascii() and unicodedata.category(last)[0] == "P"):
+            url = url[:-1]  # the sentence's: "…", "»", "”", "。" end it as "." does
         elif last in _PAIRS and url.count(last) > url.count(_PAIRS[last]):
             url = url[:-1]
         else:

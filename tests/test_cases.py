@@ -26,7 +26,7 @@ BASE = "https://clicks.example.com"  # the click domain of the test settings
 TOKEN = r"[A-Za-z0-9_-]{24}"
 # One of our values as it appears in an attribute or in plain text (escaped for the attribute).
 # In plain text a trailing full stop, comma or closing bracket is the sentence's, as the rewriter reads it.
-OURS = re.compile(re.escape(BASE) + "/" + TOKEN + r"""(?:/(?:[^\s"'<>]*[^\s"'<>.,;:!?)])?)?""")
+OURS = re.compile(re.escape(BASE) + "/" + TOKEN + r"""(?:/(?:[^\s"'<>]*[^\s"'<>.,;:!?)»”。…])?)?""")
 PIXEL = re.compile(r'<img src="' + re.escape(BASE) + "/" + TOKEN + '/o.gif" ' + re.escape(PIXEL_ATTRS) + ">")
 HEADERS = (b"From: news@example.com\r\nTo: reader@example.com\r\nSubject: Cases\r\n"
            b"Message-ID: <cases@example.com>\r\nMIME-Version: 1.0\r\n")
@@ -279,7 +279,8 @@ def test_case09_base64_part(client: FlaskClient, parts: Clicktrail) -> None:
 # -- 10. plain text --------------------------------------------------------------------------------------------
 
 TEXT = ("Reset here:\r\n\r\n<https://example.com/wp-login.php?action=rp&key=KEY123&login=user1>\r\n\r\n"
-        "Thanks. Read https://example.com/page. Or (see https://example.com/faq), \"https://example.com/q\".\r\n")
+        "Thanks. Read https://example.com/page. Or (see https://example.com/faq), \"https://example.com/q\".\r\n"
+        "«https://example.com/fr» “https://example.com/en”… https://example.com/ja。\r\n")
 
 
 def test_case10_plain_text_urls_keep_brackets_and_full_stops_outside(client: FlaskClient, parts: Clicktrail) -> None:
@@ -290,10 +291,12 @@ def test_case10_plain_text_urls_keep_brackets_and_full_stops_outside(client: Fla
     assert [land(client, parts, u) for u in links] == [
         "https://example.com/wp-login.php?action=rp&key=KEY123&login=user1",
         "https://example.com/page", "https://example.com/faq", "https://example.com/q",
+        "https://example.com/fr", "https://example.com/en", "https://example.com/ja",
     ]
     assert not any(u.endswith((">", "%3E", ".", ")", '"')) for u in clicks(parts))
     assert restore(text, ["https://example.com/wp-login.php?action=rp&key=KEY123&login=user1",
-                          "https://example.com/page", "https://example.com/faq", "https://example.com/q"]) == TEXT
+                          "https://example.com/page", "https://example.com/faq", "https://example.com/q",
+                          "https://example.com/fr", "https://example.com/en", "https://example.com/ja"]) == TEXT
 
 
 # -- 11. open redirect -----------------------------------------------------------------------------------------
