@@ -23,6 +23,7 @@ from email.message import Message
 from email.policy import compat32
 from typing import Callable, Iterator
 
+from . import htmlscan
 from .rewrite import LinkTable, Options, Template, html_template, text_template
 
 SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
@@ -216,19 +217,32 @@ class _Walker:
             raise Unreadable(f"multipart boundary {boundary!r} is not opened and closed properly")
 
     def text(self, headers: Message, ctype: str, start: int, end: int) -> None:
-        charset = headers.get_content_charset() or "us-ascii"
+        body = self.raw[start:end]
+        data = _decoder(headers)(body)
+        charset = headers.get_content_charset()
+        if charset is None and ctype == "text/html":
+            charset = _round_trips(data, htmlscan.declared_charset(data))  # what the reader's client goes by
+        charset = charset or "us-ascii"
         try:
             codec = codecs.lookup(charset).name
         except LookupError as e:
             raise Unreadable(f"unknown charset {charset!r}") from e
-        body = self.raw[start:end]
-        data = _decoder(headers)(body)
         text = data.decode(codec, "surrogateescape")
         if text.encode(codec, "surrogateescape") != data:
             raise Unreadable(f"the {charset} text does not re-encode to the same bytes")
         scan = html_template if ctype == "text/html" else text_template
         template = scan(text, self.links, self.opts)
         self.parts.append(_Part(start, end, _encoder(headers, body, codec), template))
+
+
+def _round_trips(data: bytes, codec: str | None) -> str | None:
+    """The codec if it reads and writes back these exact bytes, else None."""
+    if codec is None:
+        return None
+    try:
+        return codec if data.decode(codec, "surrogateescape").encode(codec, "surrogateescape") == data else None
+    except (UnicodeError, LookupError):
+        return None
 
 
 def _is_attachment(headers: Message) -> bool:
@@ -311,8 +325,9 @@ def prepare_mime(raw: bytes, opts: Options) -> Prepared:
     return prepared
 
 
-def prepare_html(raw: bytes, opts: Options, charset: str = "utf-8") -> Prepared:
-    """Scan bare HTML (no headers) once."""
+def prepare_html(raw: bytes, opts: Options, charset: str | None = None) -> Prepared:
+    """Scan bare HTML (no headers) once, in its declared charset (<meta charset>), else UTF-8."""
+    charset = charset or _round_trips(raw, htmlscan.declared_charset(raw)) or "utf-8"
     links = LinkTable()
     text = raw.decode(charset, "surrogateescape")
     template = html_template(text, links, opts)

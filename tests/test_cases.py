@@ -180,6 +180,22 @@ def test_kind_what_a_browser_requests(client: FlaskClient, parts: Clicktrail, hr
     assert restore(out.decode(), [href]) == src
 
 
+@pytest.mark.parametrize("meta", ['<meta charset="iso-8859-1">',
+                                  '<meta http-equiv="Content-Type" content="text/html; charset=ISO-8859-1">'])
+@pytest.mark.parametrize("mime", [False, True])
+def test_case04_non_ascii_in_a_page_that_declares_iso_8859_1(
+    client: FlaskClient, parts: Clicktrail, meta: str, mime: bool
+) -> None:
+    page = CAFE.replace("<body>", f"<head>{meta}</head><body>")
+    raw = page.encode("iso-8859-1")
+    if mime:  # a part with no charset parameter: the page's own declaration is all a client has
+        raw = HEADERS + b"Content-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + raw
+    [out] = track(parts, raw)
+    assert out.startswith(raw[: raw.index(b"<a href")]) and b">Caf\xe9</a>" in out
+    [link] = ours(out.decode("iso-8859-1"))
+    assert land(client, parts, link) == CAFE_URL
+
+
 # -- 5. other schemes ------------------------------------------------------------------------------------------
 
 def test_case05_mailto_tel_sms_are_untouched_and_the_https_link_beside_them_is_tracked(

@@ -18,7 +18,8 @@ from clicktrail.rewrite import PIXEL_ATTRS, LinkTable, Options, html_template
 from clicktrail.urls import Target, browser_url
 
 BASE = "https://clicks.example.com"
-OURS = re.escape(BASE) + r"/[0-9]{24}" + r"""(?:/[^\s"'<>]*)?"""
+# Our value runs to the end of the attribute value: to its quote, or to a space or ">" when unquoted.
+OURS = {q: re.escape(BASE) + r"/[0-9]{24}" + rf"(?:/[^{stop}]*)?" for q, stop in (('"', '"'), ("'", "'"), ("", r"\s>"))}
 PIXEL = '<img src="' + re.escape(BASE) + '/0{24}/o.gif" ' + re.escape(PIXEL_ATTRS) + ">"
 
 Piece = tuple[str, str, str]  # (kind, text, quote): kind "lit", "val" (a URL value) or "end" (the </body>)
@@ -142,7 +143,7 @@ def test_rewrite_changes_nothing_but_url_values(pieces: list[Piece], opens: bool
     pattern, values = [], []
     for kind, text, quote in pieces:
         if kind == "val":
-            pattern.append(f"({re.escape(text)}|{OURS})")
+            pattern.append(f"({re.escape(text)}|{OURS[quote]})")
             values.append((text, quote))
         elif kind == "end":
             pattern.append(f"(?:{PIXEL})?" + re.escape(text))
