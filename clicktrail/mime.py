@@ -249,21 +249,22 @@ def _is_attachment(headers: Message) -> bool:
     return str(headers.get("content-disposition", "")).strip().lower().startswith("attachment")
 
 
-def _subparts(msg: Message) -> list[Message]:
-    if msg.is_multipart() and msg.get_content_maintype() == "multipart":
+def _children(msg: Message) -> list[Message]:
+    """Sub-parts of a multipart; an attached message/rfc822 is a leaf to us."""
+    if msg.get_content_maintype() == "multipart" and msg.is_multipart():
         return [sub for sub in msg.get_payload() if isinstance(sub, Message)]
     return []
 
 
 def _email_types(msg: Message) -> Iterator[str]:
     yield msg.get_content_type()
-    for sub in _subparts(msg):
+    for sub in _children(msg):
         yield from _email_types(sub)
 
 
 def _defects(msg: Message) -> list[str]:
     found = [type(d).__name__ for d in msg.defects]
-    for sub in _subparts(msg):
+    for sub in _children(msg):
         found += _defects(sub)
     return found
 

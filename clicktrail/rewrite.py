@@ -10,7 +10,6 @@ campaign costs one scan, whatever the number of recipients.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,8 +34,9 @@ _URL_TEXT = re.compile(
 _INVISIBLE = "\u00a0\u200b\u200c\u200d\u2060\ufeff"
 # Plain text: a URL runs to whitespace or an angle bracket or quote.
 _TEXT_URL = re.compile(r"(?i)\bhttps?://[^\s<>\"]+")
-_TRAILING = ".,;:!?'*"
-_PAIRS = {")": "(", "]": "[", "}": "{"}
+# Punctuation that ends a sentence or a quotation, in any script, is the sentence's.
+_TRAILING = ".,;:!?'*\"…‥»›”’」』】〉》。、，．！？；："
+_PAIRS = {")": "(", "]": "[", "}": "{", "）": "（"}
 
 
 @dataclass(frozen=True)
@@ -198,8 +198,8 @@ def html_template(text: str, links: LinkTable, opts: Options) -> Template:
 def _trim_url(url: str) -> str:
     while url:
         last = url[-1]
-        if last in _TRAILING or (not last.isascii() and unicodedata.category(last)[0] == "P"):
-            url = url[:-1]  # the sentence's: "…", "»", "”", "。" end it as "." does
+        if last in _TRAILING:
+            url = url[:-1]
         elif last in _PAIRS and url.count(last) > url.count(_PAIRS[last]):
             url = url[:-1]
         else:

@@ -96,6 +96,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+class _ExactRedirect(Response):
+    """A redirect whose Location goes out as stored: Werkzeug's IRI-to-URI pass
+    would drop an empty ``?`` or ``#`` and escape ``|``, ``[``, ``]``, ``^``."""
+
+    def get_wsgi_headers(self, environ: Any) -> Any:
+        headers = super().get_wsgi_headers(environ)
+        headers["Location"] = self.headers["Location"]
+        return headers
+
+
 def _record(event: Event) -> None:
     if request.method == "HEAD":
         return  # a HEAD answers the same but is not a view or a click
@@ -109,22 +119,13 @@ def _pixel() -> Response:
     return Response(PIXEL_GIF, 200, {"Content-Type": "image/gif", **NO_CACHE})
 
 
-class _ExactRedirect(Response):
-    """A redirect whose Location goes out as set: Werkzeug would re-quote it
-    (``[``, ``|``, ``\\`` and more become ``%XX``), and the reader must land on exactly
-    the URL the browser would have requested, which is also the URL we log."""
-
-    autocorrect_location_header = False
-
-    def get_wsgi_headers(self, environ: Any) -> Any:
-        headers = super().get_wsgi_headers(environ)
-        headers["Location"] = self.headers["Location"]
-        return headers
-
-
 def _redirect(url: str) -> Response:
-    # browser_url made it printable ASCII, with no space or line break: safe as a header.
-    return _ExactRedirect("", 302, {**NO_CACHE, "Content-Type": "text/plain; charset=utf-8", "Location": url})
+    # Set the header ourselves: the URL is already exactly what the browser
+    # should request, and must reach it byte for byte.
+    resp = _ExactRedirect("", 302, {**NO_CACHE, "Content-Type": "text/plain; charset=utf-8"})
+    resp.autocorrect_location_header = False
+    resp.headers["Location"] = url
+    return resp
 
 
 # No slash merging: Werkzeug would answer "//" in a path with its own redirect, before

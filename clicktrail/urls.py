@@ -20,16 +20,14 @@ PLACEHOLDER = re.compile(r"\{|\}|\*\||\|\*|<%|%>|%%|\[\[|\]\]")
 _SCHEME = re.compile(r"(?i)^(https?)://")
 _C0_SPACE = "".join(chr(c) for c in range(0x21))
 _TAB_NEWLINE = str.maketrans("", "", "\t\n\r")
+_HOST = re.compile(r"^(?:[a-z0-9_~!$&'()*+,;=.-]+|\[[0-9a-f:.]+\])$")
 
 # WHATWG percent-encode sets (beyond C0 controls and non-ASCII).
 _FRAGMENT_SET = frozenset(' "<>`')
 _QUERY_SET = frozenset(" \"#<>'")
 _PATH_SET = frozenset(' "#<>?`{}')
 _USERINFO_SET = _PATH_SET | frozenset("/:;=@[\\]^|")
-# WHATWG forbidden domain code points (C0 controls, space, DEL and these).
-_FORBIDDEN_HOST = frozenset(chr(c) for c in range(0x21)) | frozenset('#%/:<>?@[\\]^|\x7f')
 _DOTS = str.maketrans("\u3002\uff0e\uff61", "...")  # ideographic and full-width full stops
-_IPV6 = re.compile(r"\[[0-9a-f:.]+\]")
 
 
 def _encode(part: str, unsafe: frozenset[str]) -> str:
@@ -44,45 +42,44 @@ def _encode(part: str, unsafe: frozenset[str]) -> str:
     return "".join(out)
 
 
-def _punycode(host: str) -> str | None:
+def _punycode(host: str) -> str:
     """IDN host to ASCII as browsers do (UTS 46, non-transitional: "ß" stays "ß", not "ss")."""
     host = unicodedata.normalize("NFKC", host.translate(_DOTS)).lower()
-    labels = []
-    for label in host.split("."):
-        if not label.isascii():
-            try:
-                label = "xn--" + label.encode("punycode").decode("ascii")
-            except UnicodeError:
-                return None
-        labels.append(label)
-    return ".".join(labels)
+    return ".".join(label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+                    for label in host.split("."))
+
+
+def _port(host: str) -> str | None:
+    """The host with its port as the browser writes it ("0443" is 443); None if out of range."""
+    if host.endswith("]") or ":" not in host.rpartition("@")[2]:
+        return host
+    name, _, port = host.rpartition(":")
+    if not port.isascii() or not port.isdigit() or int(port) > 65535:
+        return None  # the browser refuses the link
+    return f"{name}:{int(port)}"
 
 
 def _host(authority: str) -> str | None:
     userinfo, _, hostport = authority.rpartition("@")
-    host, port = hostport, ""
-    if host.startswith("["):
-        host, sep, port = hostport.partition("]:")
-        host += "]" if sep else ""
+    if hostport.startswith("["):
+        close = hostport.find("]") + 1
+        host, sep, port = hostport[:close], hostport[close : close + 1], hostport[close + 1 :]
+        if close == 0 or sep not in ("", ":"):
+            return None
     else:
         host, sep, port = hostport.partition(":")
-    if port:
-        if not port.isascii() or not port.isdigit() or int(port) > 65535:
-            return None  # the browser refuses such a URL
-        port = str(int(port))  # as the browser writes it: "0443" is 443
+    if port and not port.isdigit():
+        return None
     host = host.lower()
     if not host:
         return None
     if not host.isascii():
-        ascii_host = _punycode(host)
-        if ascii_host is None:
+        try:
+            host = _punycode(host)
+        except UnicodeError:
             return None
-        host = ascii_host
-    if host.startswith("["):
-        if not _IPV6.fullmatch(host):
-            return None
-    elif any(c in _FORBIDDEN_HOST for c in host):
-        return None  # the browser refuses such a host
+    if not _HOST.match(host):
+        return None
     out = host
     if port:
         out += ":" + port
@@ -114,6 +111,8 @@ def browser_url(raw: str) -> str | None:
             end = i
     authority, rest = rest[:end], rest[end:]
     host = _host(authority)
+    if host is not None:
+        host = _port(host)
     if host is None:
         return None
     default = ":443" if scheme == "https" else ":80"
