@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 FLAGS = (
@@ -29,6 +30,14 @@ TIMEOUT = 60.0  # per protocol answer; only stops a hung browser, never a measur
 
 class BrowserError(Exception):
     pass
+
+
+@dataclass
+class Shot:
+    png: bytes
+    size: tuple[int, int]  # CSS pixels, the page's whole length
+    requested: list[str]  # http(s) URLs the page asked for
+    answered: list[str]  # http(s) URLs that got an answer (none, with the network off)
 
 
 class Chromium:
@@ -55,7 +64,7 @@ class Chromium:
         self.events: list[dict[str, Any]] = []
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
-        for domain in ("Page.enable", "Runtime.enable"):
+        for domain in ("Page.enable", "Runtime.enable", "Network.enable"):
             self.call(domain, session=True)
         self.call("Emulation.setScriptExecutionDisabled", session=True, value=True)  # mail runs no scripts
 
@@ -95,8 +104,8 @@ class Chromium:
                     return self.events.pop(i)
             self.events.append(self._read())
 
-    def screenshot(self, url: str, width: int) -> tuple[bytes, tuple[int, int]]:
-        """Load a page at this window width; return a PNG of its whole length, and its CSS size."""
+    def screenshot(self, url: str, width: int) -> Shot:
+        """Load a page at this window width: a PNG of its whole length, its CSS size, what it fetched."""
         self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=200,
                   deviceScaleFactor=1, mobile=False)
         self.events.clear()
@@ -106,7 +115,15 @@ class Chromium:
         w, h = int(size["width"]), int(size["height"])
         shot = self.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True,
                          clip={"x": 0, "y": 0, "width": w, "height": h, "scale": 1})
-        return base64.b64decode(shot["data"]), (w, h)
+        requested, answered = [], []
+        for event in self.events:
+            params = event.get("params", {})
+            if event.get("method") == "Network.requestWillBeSent":
+                requested.append(params["request"]["url"])
+            elif event.get("method") == "Network.responseReceived":
+                answered.append(params["response"]["url"])
+        web = lambda urls: [u for u in urls if u.startswith(("http:", "https:"))]  # noqa: E731
+        return Shot(base64.b64decode(shot["data"]), (w, h), web(requested), web(answered))
 
     def close(self) -> None:
         try:

@@ -13,19 +13,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chromium import chromium
+from chromium import Shot, chromium
 from conftest import need
 from PIL import Image, ImageChops
 
 from clicktrail import messages
 from clicktrail.tracker import Clicktrail, create_app
 
+BASE = "https://clicks.example.com"
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = sorted((ROOT.parent / "shared" / "corpus" / "html").glob("*.html"))
 ARTIFACTS = ROOT / "test-artifacts" / "render"
 WIDTHS = (800, 375)  # a desktop reading pane and a phone: media queries switch between them
 
-Shots = dict[tuple[str, int], dict[str, tuple[bytes, tuple[int, int]]]]
+Shots = dict[tuple[str, int], dict[str, Shot]]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shots]:
     """Rewrite every template and screenshot both versions, with one browser for all."""
     exe = need("chromium")
     tmp = tmp_path_factory.mktemp("render")
-    app = create_app({"click_domain": "https://clicks.example.com", "database": str(tmp / "ct.db"),
+    app = create_app({"click_domain": BASE, "database": str(tmp / "ct.db"),
                       "secret_key": "render-secret-key"})
     parts: Clicktrail = app.extensions["clicktrail"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -47,9 +48,9 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shots]:
                 page = tmp / f"{template.stem}.{which}.html"
                 page.write_bytes(data)
                 for width in WIDTHS:
-                    png, size = browser.screenshot(page.as_uri(), width)
-                    (ARTIFACTS / f"{template.stem}.{width}.{which}.png").write_bytes(png)
-                    found.setdefault((template.name, width), {})[which] = (png, size)
+                    shot = browser.screenshot(page.as_uri(), width)
+                    (ARTIFACTS / f"{template.stem}.{width}.{which}.png").write_bytes(shot.png)
+                    found.setdefault((template.name, width), {})[which] = shot
     yield found
 
 
@@ -60,8 +61,15 @@ def test_every_template_is_there() -> None:
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("template", [t.name for t in TEMPLATES])
 def test_rewritten_template_looks_the_same(shots: Shots, template: str, width: int) -> None:
-    (before, before_size), (after, after_size) = (shots[template, width][k] for k in ("original", "tracked"))
-    assert after_size == before_size, "the layout moved: the page changed size"
+    original, tracked = shots[template, width]["original"], shots[template, width]["tracked"]
+    # A fair comparison: neither page got anything from the network, and both asked for the same images
+    # (ours in place of the originals), the tracked page for the open pixel too.
+    assert original.answered == tracked.answered == []
+    pixels = [u for u in tracked.requested if u.startswith(BASE + "/") and u.endswith("/o.gif")]
+    assert len(pixels) == 1
+    assert len(set(tracked.requested)) == len(set(original.requested)) + 1
+    assert tracked.size == original.size, "the layout moved: the page changed size"
+    before, after = original.png, tracked.png
     if after == before:
         return
     a, b = (Image.open(io.BytesIO(png)).convert("RGBA") for png in (before, after))
