@@ -25,8 +25,10 @@ from typing import Callable, Iterator
 
 from . import htmlscan
 from .rewrite import LinkTable, Options, Template, html_template, text_template
+from .tokens import TOKEN_LENGTH
 
 SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
+MAX_LINE = 998  # octets per line, without the line break (RFC 5322 2.1.1)
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _B64_BODY = re.compile(rb"^[A-Za-z0-9+/=\s]*$")
 _TRUE = {"yes", "true", "on", "1"}
@@ -185,6 +187,7 @@ class _Walker:
         self.raw, self.links, self.opts = raw, links, opts
         self.parts: list[_Part] = []
         self.types: list[str] = []
+        self.warnings: list[str] = []
 
     def entity(self, start: int, end: int, default_type: str = "text/plain") -> None:
         header_end, body_start = _header_end(self.raw, start, end)
@@ -231,8 +234,24 @@ class _Walker:
         if text.encode(codec, "surrogateescape") != data:
             raise Unreadable(f"the {charset} text does not re-encode to the same bytes")
         scan = html_template if ctype == "text/html" else text_template
+        known = len(self.links.links)
         template = scan(text, self.links, self.opts)
-        self.parts.append(_Part(start, end, _encoder(headers, body, codec), template))
+        encode = _encoder(headers, body, codec)
+        if _unwrapped(headers) and _longest_line(encode(template.render(lambda idx: "A" * TOKEN_LENGTH))) > MAX_LINE:
+            # Longer lines would be broken by the first relay that enforces RFC 5322: leave this part as it was.
+            self.links.forget_after(known)
+            self.warnings.append(f"a {ctype} part was left untracked: rewritten, a line would pass {MAX_LINE} octets")
+            return
+        self.parts.append(_Part(start, end, encode, template))
+
+
+def _unwrapped(headers: Message) -> bool:
+    """True when the body goes out with its own line breaks (7bit, 8bit), not re-wrapped (QP, base64)."""
+    return str(headers.get("content-transfer-encoding", "7bit")).strip().lower() in ("7bit", "8bit", "")
+
+
+def _longest_line(data: bytes) -> int:
+    return max((len(line.rstrip(b"\r")) for line in data.split(b"\n")), default=0)
 
 
 def _round_trips(data: bytes, codec: str | None) -> str | None:
@@ -322,6 +341,7 @@ def prepare_mime(raw: bytes, opts: Options) -> Prepared:
         prepared.warnings.append(f"message passed through unchanged: {e}")
         return prepared
     prepared.parts = walker.parts
+    prepared.warnings += walker.warnings
     prepared.drop = _switch_lines(raw, header_end)
     return prepared
 

@@ -61,6 +61,12 @@ class LinkTable:
             self._index[key] = len(self.links)
         return self._index[key]
 
+    def forget_after(self, count: int) -> None:
+        """Drop the links added after the first ``count`` (a part that is left as it was)."""
+        for key in self.links[count:]:
+            del self._index[key]
+        del self.links[count:]
+
 
 @dataclass(frozen=True)
 class Slot:

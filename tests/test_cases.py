@@ -276,6 +276,24 @@ def test_case08_quoted_printable_soft_break_inside_a_url(client: FlaskClient, pa
     assert restore(text, [href]) == original.decode("utf-8")
 
 
+def test_kind_an_8bit_line_is_never_pushed_past_998_octets(parts: Clicktrail) -> None:
+    line = " ".join(f'<a href="https://e.co/{i}">{i}</a>' for i in range(25))  # 25 links on one 8bit line
+    html_line = f"<html><body><p>{line}</p></body></html>\r\n"
+    assert len(html_line) < 998
+    raw = HEADERS + (
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + html_line.encode() + b"--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Short https://example.com/plain link\r\n--b--\r\n")
+    result = messages.track(parts.store, parts.signer, parts.options, raw)
+    out = result.copies[0].data
+    assert max(len(x) for x in out.split(b"\r\n")) <= 998
+    assert html_line.encode() in out  # that part as it was, untracked
+    assert ours(out.decode(), is_html=False)
+    assert any("998" in w for w in result.warnings)
+    assert [u for _, u in result.prepared.links.links] == ["https://example.com/plain"]
+
+
 # -- 9. base64 -------------------------------------------------------------------------------------------------
 
 def test_case09_base64_part(client: FlaskClient, parts: Clicktrail) -> None:
