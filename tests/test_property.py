@@ -133,7 +133,7 @@ def decoded(value: str, quote: str) -> str:
     return str(frag.find("a").get("href"))
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(document(), st.booleans())
 def test_rewrite_changes_nothing_but_url_values(pieces: list[Piece], opens: bool) -> None:
     src = "".join(text for _, text, _ in pieces)
