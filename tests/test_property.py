@@ -7,13 +7,19 @@ that; each of our links must name a link whose URL is what a browser requests fo
 
 from __future__ import annotations
 
+import base64
+import binascii
+import email
 import html
 import re
+from email.message import Message
+from email.policy import compat32
 
 import html5lib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clicktrail.mime import prepare_mime
 from clicktrail.rewrite import PIXEL_ATTRS, LinkTable, Options, html_template
 from clicktrail.urls import Target, browser_url
 
@@ -133,13 +139,8 @@ def decoded(value: str, quote: str) -> str:
     return str(frag.find("a").get("href"))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(document(), st.booleans())
-def test_rewrite_changes_nothing_but_url_values(pieces: list[Piece], opens: bool) -> None:
-    src = "".join(text for _, text, _ in pieces)
-    links = LinkTable()
-    out = html_template(src, links, Options(BASE, track_opens=opens)).render(lambda idx: f"{idx:024d}")
-
+def check_html(pieces: list[Piece], out: str, links: LinkTable, opens: bool) -> None:
+    """``out`` is the document of ``pieces`` with only URL values replaced, each by the right link of ours."""
     pattern, values = [], []
     for kind, text, quote in pieces:
         if kind == "val":
@@ -162,3 +163,58 @@ def test_rewrite_changes_nothing_but_url_values(pieces: list[Piece], opens: bool
         kind, url = links.links[idx - 1]
         assert url == browser_url(decoded(raw, quote))
         assert link == f"{BASE}/{idx:024d}/{Target(url).visible}"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document(), st.booleans())
+def test_rewrite_changes_nothing_but_url_values(pieces: list[Piece], opens: bool) -> None:
+    src = "".join(text for _, text, _ in pieces)
+    links = LinkTable()
+    out = html_template(src, links, Options(BASE, track_opens=opens)).render(lambda idx: f"{idx:024d}")
+    check_html(pieces, out, links, opens)
+
+
+BOUNDARY = "QQ-clicktrail-QQ"  # Q is in no generated text, so no line of a body can be a delimiter
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(document(), st.sampled_from(["8bit", "quoted-printable", "base64"]), st.sampled_from(["\r\n", "\n"]),
+       st.booleans())
+def test_mime_part_changes_nothing_but_url_values(pieces: list[Piece], cte: str, nl: str, latin1: bool) -> None:
+    src = "".join(text for _, text, _ in pieces)
+    try:
+        charset, data = "iso-8859-1", src.encode("iso-8859-1") if latin1 else b""
+    except UnicodeEncodeError:
+        latin1 = False
+    if not latin1:
+        charset, data = "utf-8", src.encode("utf-8", "surrogateescape")
+    if cte == "base64":
+        body = base64.encodebytes(data).replace(b"\n", nl.encode())
+    elif cte == "quoted-printable":
+        body = binascii.b2a_qp(data, istext=False).replace(b"=\n", b"=" + nl.encode())  # CR, LF as =0D, =0A
+    else:
+        body = data  # the line break before the next delimiter belongs to the delimiter
+    head = (f"From: a@example.com{nl}To: b@example.com{nl}MIME-Version: 1.0{nl}"
+            f'Content-Type: multipart/alternative; boundary="{BOUNDARY}"{nl}{nl}--{BOUNDARY}{nl}'
+            f"Content-Type: text/html; charset={charset}{nl}Content-Transfer-Encoding: {cte}{nl}{nl}")
+    tail = (f"{nl}--{BOUNDARY}{nl}Content-Type: image/gif{nl}Content-Transfer-Encoding: base64{nl}{nl}R0lG{nl}"
+            f"--{BOUNDARY}--{nl}")
+    raw = head.encode() + body + tail.encode()
+
+    prepared = prepare_mime(raw, Options(BASE))
+    out = prepared.render(lambda idx: f"{idx:024d}")
+    if prepared.warnings:  # left as it was, and said so
+        assert out == raw or all("998" in w for w in prepared.warnings)
+        return
+    assert out.startswith(head.encode()) and out.endswith(tail.encode())
+    new_body = out[len(head):len(out) - len(tail)]
+    if cte != "8bit":
+        assert max(len(x) for x in new_body.replace(b"\r\n", b"\n").split(b"\n")) <= 76
+        assert b"\r" not in new_body.replace(b"\r\n", b"")
+    msg = email.message_from_bytes(out, policy=compat32)
+    assert [p.get_content_type() for p in msg.walk()] == ["multipart/alternative", "text/html", "image/gif"]
+    part = msg.get_payload(0)
+    assert isinstance(part, Message)
+    text = part.get_payload(decode=True)
+    assert isinstance(text, bytes)
+    check_html(pieces, text.decode(charset, "surrogateescape"), prepared.links, True)
