@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clicktrail.mime import prepare_mime
-from clicktrail.rewrite import PIXEL_ATTRS, LinkTable, Options, html_template
+from clicktrail.rewrite import PIXEL_ATTRS, LinkTable, Options, html_template, text_template
 from clicktrail.urls import Target, browser_url
 
 BASE = "https://clicks.example.com"
@@ -218,3 +218,34 @@ def test_mime_part_changes_nothing_but_url_values(pieces: list[Piece], cte: str,
     text = part.get_payload(decode=True)
     assert isinstance(text, bytes)
     check_html(pieces, text.decode(charset, "surrogateescape"), prepared.links, True)
+
+
+TEXT_AROUND = st.sampled_from([" ", "\r\n", "\n\n", "\t", "(", ")", "<", ">", "[", "]", '"', "'", ".", ",", ";", ":",
+                               "!", "?", "…", "»", "«", "“", "”", "。", "（", "）", "*", "x", "é", "-", "/", "&amp;"])
+TEXT_URL = st.builds(
+    lambda scheme, host, tail: scheme + host + tail,
+    st.sampled_from(["https://"] * 4 + ["http://", "HTTPS://", "https:/", "ftp://", "mailto:"]),
+    st.sampled_from(["example.com"] * 4 + ["EXAMPLE.com:8080", "bücher.example", "e.com:443", "{{host}}", "e.com:bad"]),
+    st.text(alphabet=st.sampled_from(list("/?#&=.,;:!()[]*'%~-_aZ9é…”»。")), max_size=12),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(TEXT_AROUND, TEXT_URL, TEXT_URL), max_size=12))
+def test_plain_text_changes_nothing_but_urls(chunks: list[str]) -> None:
+    src = "".join(chunks)
+    links = LinkTable()
+    out = text_template(src, links, Options(BASE)).render(lambda idx: f"{idx:024d}")
+    ours = sorted(((f"{BASE}/{i:024d}/{Target(url).visible}", i) for i, (_, url) in enumerate(links.links, 1)),
+                  key=lambda x: -len(x[0]))
+    if not ours:
+        assert out == src
+        return
+    found = re.compile("|".join(re.escape(u) for u, _ in ours))
+    literals = found.split(out)
+    m = re.fullmatch(r"(\S+?)".join(re.escape(x) for x in literals), src, re.S)
+    assert m is not None, "the output differs from the input outside the URLs"
+    urls = {u: i for u, i in ours}
+    for link, span in zip(found.findall(out), m.groups(), strict=True):
+        assert browser_url(span) == links.links[urls[link] - 1][1]
+        assert not span.endswith((".", ",", ";", ":", "!", "?", "…", "”", "»", "。"))  # the sentence keeps its stop
