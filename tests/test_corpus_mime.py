@@ -146,3 +146,15 @@ def test_corpus_message_keeps_its_tree_headers_and_attachments(
             want = browser_url(attr_value(value) if is_html else value)
             resp = client.get(link[len(BASE):].split("#", 1)[0])
             assert resp.status_code == 302 and resp.headers["Location"] == want
+
+
+@pytest.mark.parametrize("path", [p for p in MESSAGES if p.name not in MALFORMED], ids=lambda p: p.name)
+def test_corpus_message_loses_only_our_switch_headers(path: Path, parts: Clicktrail) -> None:
+    raw = path.read_bytes()
+    nl = b"\r\n" if raw.split(b"\n", 1)[0].endswith(b"\r") else b"\n"
+    head, sep, body = raw.partition(nl + nl)
+    opens_off = b"X-Clicktrail-Trackopens:" + nl + b" no"  # folded, as a header may be
+    switched = b"X-Clicktrail-Trackclicks: yes" + nl + head + nl + opens_off + sep + body
+    result = messages.track(parts.store, parts.signer, parts.options, switched)
+    assert result.copies[0].data.startswith(head + sep)  # every other header byte for byte, in place
+    assert not result.prepared.track_opens and all(kind == "click" for kind, _ in result.prepared.links.links)
