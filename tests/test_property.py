@@ -16,7 +16,7 @@ from email.message import Message
 from email.policy import compat32
 
 import html5lib
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from clicktrail.mime import prepare_mime
@@ -193,6 +193,7 @@ def test_mime_part_changes_nothing_but_url_values(pieces: list[Piece], cte: str,
     elif cte == "quoted-printable":
         body = binascii.b2a_qp(data, istext=False).replace(b"=\n", b"=" + nl.encode())  # CR, LF as =0D, =0A
     else:
+        assume(not data.endswith(b"\r"))  # it would join the delimiter's line break, as RFC 2046 reads it
         body = data  # the line break before the next delimiter belongs to the delimiter
     head = (f"From: a@example.com{nl}To: b@example.com{nl}MIME-Version: 1.0{nl}"
             f'Content-Type: multipart/alternative; boundary="{BOUNDARY}"{nl}{nl}--{BOUNDARY}{nl}'
