@@ -237,8 +237,10 @@ class _Walker:
         known = len(self.links.links)
         template = scan(text, self.links, self.opts)
         encode = _encoder(headers, body, codec)
-        if _unwrapped(headers) and _longest_line(encode(template.render(lambda idx: "A" * TOKEN_LENGTH))) > MAX_LINE:
-            # Longer lines would be broken by the first relay that enforces RFC 5322: leave this part as it was.
+        longest = _longest_line(encode(template.render(lambda idx: "A" * TOKEN_LENGTH))) if _unwrapped(headers) else 0
+        if longest > MAX_LINE >= _longest_line(body):
+            # We would make the part break RFC 5322, and the first relay that enforces it would
+            # break the line somewhere in a link: leave this part as it was.
             self.links.forget_after(known)
             self.warnings.append(f"a {ctype} part was left untracked: rewritten, a line would pass {MAX_LINE} octets")
             return

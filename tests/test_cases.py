@@ -293,6 +293,11 @@ def test_kind_an_8bit_line_is_never_pushed_past_998_octets(parts: Clicktrail) ->
     assert any("998" in w for w in result.warnings)
     assert [u for _, u in result.prepared.links.links] == ["https://example.com/plain"]
 
+    # A line that was already too long is not ours to fix: that part is tracked as usual.
+    longer = raw.replace(b"<p>", b"<p>" + b"x" * 1000)
+    result = messages.track(parts.store, parts.signer, parts.options, longer)
+    assert len(result.prepared.links.links) == 26 and result.warnings == []
+
 
 # -- 9. base64 -------------------------------------------------------------------------------------------------
 
