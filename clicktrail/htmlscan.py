@@ -24,6 +24,8 @@ START, END, EMPTY, COMMENT = (
 )
 TEXT = (tokenTypes["Characters"], tokenTypes["SpaceCharacters"])
 SPACE = "\t\n\f\r "
+# Where a browser looks for <meta charset> (the HTML spec's prescan).
+PRESCAN_BYTES = 1024
 
 # The tree builder, not the tokenizer, switches these elements to raw text;
 # without the switch their contents (CSS, scripts) would be read as tags.
@@ -215,3 +217,15 @@ def scan(text: str) -> Iterator[Tag | Text]:
             if attr.value_span:
                 attr.value_span = (orig(attr.value_span[0]), orig(attr.value_span[1]))
         yield item
+
+
+def declared_charset(raw: bytes) -> str | None:
+    """The Python codec a browser would read these bytes with, from a BOM or <meta charset>; None if neither."""
+    if raw.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    found = _inputstream.EncodingParser(raw[:PRESCAN_BYTES]).getEncoding()
+    if found is None:
+        return None
+    codec = str(found.codec_info.name)
+    # A page that declares UTF-16 or UTF-32 in ASCII is read as UTF-8 (HTML spec); such a codec cannot be right.
+    return "utf-8" if codec.startswith(("utf-16", "utf-32")) else codec

@@ -23,10 +23,13 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.policy import compat32
 
+from . import htmlscan
 from .errors import BadInput
 from .rewrite import LinkTable, Options, Template, html_template, text_template
+from .tokens import TOKEN_LENGTH
 
 SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
+MAX_LINE = 998  # octets per line, without the line break (RFC 5322 2.1.1)
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _B64_BODY = re.compile(rb"^[A-Za-z0-9+/=\s]*$")
 # A text part larger than this passes through unchanged: real mail bodies are
@@ -228,6 +231,25 @@ def _decoder(headers: Message) -> Callable[[bytes], bytes]:
     raise Unreadable(f"unknown Content-Transfer-Encoding {cte!r}")
 
 
+_LINE = re.compile(rb"([^\n]*?)(\r?\n|$)")
+
+
+def _qp_encode(data: bytes, newline: bytes) -> bytes:
+    """Quoted-printable that decodes to exactly ``data``: each line break is kept as it was.
+
+    ``binascii.b2a_qp`` turns every line break into the first one it sees, so a part
+    mixing CRLF and LF would not decode to the same text; lone CRs become ``=0D``.
+    """
+    out = []
+    for m in _LINE.finditer(data):
+        line, end = m.groups()
+        if not line and not end:
+            break
+        # binary mode: a CR inside the line is encoded; the only LFs in the result are soft breaks
+        out.append(binascii.b2a_qp(line, istext=False).replace(b"=\n", b"=" + newline) + end)
+    return b"".join(out)
+
+
 def _encoder(headers: Message, body: bytes, charset: str) -> Callable[[str], bytes]:
     cte = str(headers.get("content-transfer-encoding", "7bit")).strip().lower()
     newline = b"\r\n" if b"\r\n" in body else b"\n"
@@ -236,7 +258,7 @@ def _encoder(headers: Message, body: bytes, charset: str) -> Callable[[str], byt
         return text.encode(charset, "surrogateescape")
 
     if cte == "quoted-printable":
-        return lambda text: binascii.b2a_qp(to_bytes(text), istext=True)
+        return lambda text: _qp_encode(to_bytes(text), newline)
     if cte == "base64":
         first = body.strip().split(b"\n", 1)[0].rstrip(b"\r")
         width = max(4, len(first) - len(first) % 4) if b"\n" in body.strip() else 76
@@ -255,6 +277,7 @@ class _Walker:
         self.raw, self.links, self.opts = raw, links, opts
         self.parts: list[_Part] = []
         self.types: list[str] = []
+        self.warnings: list[str] = []
 
     def entity(self, start: int, end: int, default_type: str = "text/plain") -> None:
         header_end, body_start = _header_end(self.raw, start, end)
@@ -287,21 +310,52 @@ class _Walker:
             raise Unreadable(f"multipart boundary {boundary!r} is not opened and closed properly")
 
     def text(self, headers: Message, ctype: str, start: int, end: int) -> None:
-        charset = headers.get_content_charset() or "us-ascii"
-        try:
-            codec = codecs.lookup(charset).name
-        except LookupError as e:
-            raise Unreadable(f"unknown charset {charset!r}") from e
         body = self.raw[start:end]
         data = _decoder(headers)(body)
         if len(data) > MAX_TEXT_PART:
             raise Unreadable(f"a {ctype} part of {len(data):,} bytes is over the {MAX_TEXT_PART:,} byte limit")
+        charset = headers.get_content_charset()
+        if charset is None and ctype == "text/html":
+            charset = _round_trips(data, htmlscan.declared_charset(data))  # what the reader's client goes by
+        charset = charset or "us-ascii"
+        try:
+            codec = codecs.lookup(charset).name
+        except LookupError as e:
+            raise Unreadable(f"unknown charset {charset!r}") from e
         text = data.decode(codec, "surrogateescape")
         if text.encode(codec, "surrogateescape") != data:
             raise Unreadable(f"the {charset} text does not re-encode to the same bytes")
         scan = html_template if ctype == "text/html" else text_template
+        known = len(self.links.links)
         template = scan(text, self.links, self.opts)
-        self.parts.append(_Part(start, end, _encoder(headers, body, codec), template))
+        encode = _encoder(headers, body, codec)
+        longest = _longest_line(encode(template.render(lambda idx: "A" * TOKEN_LENGTH))) if _unwrapped(headers) else 0
+        if longest > MAX_LINE >= _longest_line(body):
+            # We would make the part break RFC 5322, and the first relay that enforces it would
+            # break the line somewhere in a link: leave this part as it was.
+            self.links.forget_after(known)
+            self.warnings.append(f"a {ctype} part was left untracked: rewritten, a line would pass {MAX_LINE} octets")
+            return
+        self.parts.append(_Part(start, end, encode, template))
+
+
+def _unwrapped(headers: Message) -> bool:
+    """True when the body goes out with its own line breaks (7bit, 8bit), not re-wrapped (QP, base64)."""
+    return str(headers.get("content-transfer-encoding", "7bit")).strip().lower() in ("7bit", "8bit", "")
+
+
+def _longest_line(data: bytes) -> int:
+    return max((len(line.rstrip(b"\r")) for line in data.split(b"\n")), default=0)
+
+
+def _round_trips(data: bytes, codec: str | None) -> str | None:
+    """The codec if it reads and writes back these exact bytes, else None."""
+    if codec is None:
+        return None
+    try:
+        return codec if data.decode(codec, "surrogateescape").encode(codec, "surrogateescape") == data else None
+    except (UnicodeError, LookupError):
+        return None
 
 
 def _is_attachment(headers: Message) -> bool:
@@ -396,12 +450,14 @@ def prepare_mime(raw: bytes, opts: Options) -> Prepared:
         prepared.warnings.append(f"message passed through unchanged: {e}")
         return prepared
     prepared.parts = walker.parts
+    prepared.warnings += walker.warnings
     prepared.drop = _switch_lines(raw, header_end)
     return prepared
 
 
-def prepare_html(raw: bytes, opts: Options, charset: str = "utf-8") -> Prepared:
-    """Scan bare HTML (no headers) once."""
+def prepare_html(raw: bytes, opts: Options, charset: str | None = None) -> Prepared:
+    """Scan bare HTML (no headers) once, in its declared charset (<meta charset>), else UTF-8."""
+    charset = charset or _round_trips(raw, htmlscan.declared_charset(raw)) or "utf-8"
     links = LinkTable()
     if len(raw) > MAX_TEXT_PART:
         return Prepared(raw, links, track_clicks=opts.track_clicks, track_opens=opts.track_opens, warnings=[

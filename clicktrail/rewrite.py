@@ -18,9 +18,12 @@ from .urls import Target, browser_url, is_placeholder
 
 CLICK, IMAGE = "click", "image"
 OPT_OUT_PRESENT = ("data-pm-no-track", "mc:disable-tracking", "ses:no-track")
+# Out of the flow, at the top left corner: the page's layout is exactly what it was
+# (no line box, no broken margin collapsing).  Clients that drop `position` still
+# get a 1x1 block, never a text line.
 PIXEL_ATTRS = (
-    'width="1" height="1" alt="" border="0" style="display:block;width:1px;height:1px;'
-    'border:0;margin:0;padding:0;overflow:hidden"'
+    'width="1" height="1" alt="" border="0" style="position:absolute;top:0;left:0;display:block;'
+    'width:1px;height:1px;border:0;margin:0;padding:0;overflow:hidden"'
 )
 
 # Visible text that is itself an address: mail programs warn when such a
@@ -31,8 +34,9 @@ _URL_TEXT = re.compile(
 _INVISIBLE = "\u00a0\u200b\u200c\u200d\u2060\ufeff"
 # Plain text: a URL runs to whitespace or an angle bracket or quote.
 _TEXT_URL = re.compile(r"(?i)\bhttps?://[^\s<>\"]+")
-_TRAILING = ".,;:!?'*"
-_PAIRS = {")": "(", "]": "[", "}": "{"}
+# Punctuation that ends a sentence or a quotation, in any script, is the sentence's.
+_TRAILING = ".,;:!?'*\"…‥»›”’」』】〉》。、，．！？；："
+_PAIRS = {")": "(", "]": "[", "}": "{", "）": "（"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,12 @@ class LinkTable:
             self.links.append(key)
             self._index[key] = len(self.links)
         return self._index[key]
+
+    def forget_after(self, count: int) -> None:
+        """Drop the links added after the first ``count`` (a part that is left as it was)."""
+        for key in self.links[count:]:
+            del self._index[key]
+        del self.links[count:]
 
 
 @dataclass(frozen=True)

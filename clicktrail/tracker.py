@@ -144,9 +144,11 @@ def _redirect(url: str) -> Response:
     return resp
 
 
-@bp.route("/<token>", methods=["GET", "HEAD"])
-@bp.route("/<token>/", methods=["GET", "HEAD"])
-@bp.route("/<token>/<path:_shown>", methods=["GET", "HEAD"])
+# No slash merging: Werkzeug would answer "//" in a path with its own redirect, before
+# the identifier is checked (an original path may hold "//" too).
+@bp.route("/<token>", methods=["GET", "HEAD"], merge_slashes=False)
+@bp.route("/<token>/", methods=["GET", "HEAD"], merge_slashes=False)
+@bp.route("/<token>/<path:_shown>", methods=["GET", "HEAD"], merge_slashes=False)
 def follow(token: str, _shown: str = "") -> Response | tuple[str, int]:
     """A tracked click, image or open pixel."""
     parts = ct()

@@ -3,13 +3,15 @@
 ``browser_url`` applies what the WHATWG URL parser does to an ``http(s)``
 link before requesting it: surrounding whitespace and inner tabs/newlines
 dropped, scheme and host lower-cased, IDN hosts in punycode, default ports
-dropped, spaces and non-ASCII percent-encoded as UTF-8.  Existing ``%XX``
+dropped, backslashes before the query read as slashes, spaces and non-ASCII
+percent-encoded as UTF-8.  Existing ``%XX``
 escapes, ``+``, query order and the fragment are kept byte for byte.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 # Unrendered merge tags of the common sending tools: such a link is not a
@@ -25,6 +27,7 @@ _FRAGMENT_SET = frozenset(' "<>`')
 _QUERY_SET = frozenset(" \"#<>'")
 _PATH_SET = frozenset(' "#<>?`{}')
 _USERINFO_SET = _PATH_SET | frozenset("/:;=@[\\]^|")
+_DOTS = str.maketrans("\u3002\uff0e\uff61", "...")  # ideographic and full-width full stops
 
 
 def _encode(part: str, unsafe: frozenset[str]) -> str:
@@ -37,6 +40,23 @@ def _encode(part: str, unsafe: frozenset[str]) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _punycode(host: str) -> str:
+    """IDN host to ASCII as browsers do (UTS 46, non-transitional: "ß" stays "ß", not "ss")."""
+    host = unicodedata.normalize("NFKC", host.translate(_DOTS)).lower()
+    return ".".join(label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+                    for label in host.split("."))
+
+
+def _port(host: str) -> str | None:
+    """The host with its port as the browser writes it ("0443" is 443); None if out of range."""
+    if host.endswith("]") or ":" not in host.rpartition("@")[2]:
+        return host
+    name, _, port = host.rpartition(":")
+    if not port.isascii() or not port.isdigit() or int(port) > 65535:
+        return None  # the browser refuses the link
+    return f"{name}:{int(port)}"
 
 
 def _host(authority: str) -> str | None:
@@ -55,7 +75,7 @@ def _host(authority: str) -> str | None:
         return None
     if not host.isascii():
         try:
-            host = host.encode("idna").decode("ascii")
+            host = _punycode(host)
         except UnicodeError:
             return None
     if not _HOST.match(host):
@@ -81,6 +101,9 @@ def browser_url(raw: str) -> str | None:
         return None  # undecodable bytes: we cannot know what the browser sends
     scheme = m.group(1).lower()
     rest = url[m.end() :]
+    # In http(s) URLs a backslash before the query is a slash (WHATWG URL "special" schemes).
+    q = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    rest = rest[:q].replace("\\", "/") + rest[q:]
     end = len(rest)
     for stop in "/?#":
         i = rest.find(stop)
@@ -88,6 +111,8 @@ def browser_url(raw: str) -> str | None:
             end = i
     authority, rest = rest[:end], rest[end:]
     host = _host(authority)
+    if host is not None:
+        host = _port(host)
     if host is None:
         return None
     default = ":443" if scheme == "https" else ":80"
