@@ -73,7 +73,8 @@ def gunicorn(app: str, env: Mapping[str, str], workers: int = 4) -> Iterator[tup
     proc = subprocess.Popen(
         [exe, "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--pythonpath", str(BENCH),
          "--no-control-socket", "--log-level", "warning", app],
-        env={**os.environ, **env}, start_new_session=True, cwd=ROOT)
+        # The tracker answers only on its own hosts: this one is where wrk will knock.
+        env={**os.environ, "CLICKTRAIL_DASHBOARD_HOST": f"127.0.0.1:{port}", **env}, start_new_session=True, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30

@@ -27,7 +27,7 @@ def main() -> None:
     p.add_argument("--seconds", type=int, default=8)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--sync", choices=("yes", "no"), default="yes", help="CLICKTRAIL_SYNC for the tracker")
+    p.add_argument("--sync", choices=("yes", "no"), default="no", help="CLICKTRAIL_SYNC for the tracker")
     args = p.parse_args()
     with scratch() as folder:
         s = seed(folder, sync=args.sync == "yes")

@@ -203,21 +203,23 @@ def is_click_host(store: Store, host: str) -> bool:
     return bool(store.query("SELECT 1 FROM click_domains WHERE host = ?", (host,)))
 
 
-def _only_our_hosts() -> None:
-    from .tracker import ct
-
-    parts = ct()
-    host = request_host()
-    if host in home_hosts(parts.config):
-        return
+def host_allowed(parts: Any, host: str) -> bool:
+    """True when the tracker answers on this host: a home host or a custom click domain's."""
+    if host in parts.home_hosts:
+        return True
     try:
-        if is_click_host(parts.store, host):
-            return
+        return is_click_host(parts.store, host)
     except sqlite3.Error as e:
         # Let it through: bound links still check their own host, unbound ones only work on home hosts.
         log.error("click domain lookup failed: %s", e)
-        return
-    abort(404)
+        return True
+
+
+def _only_our_hosts() -> None:
+    from .tracker import ct
+
+    if not host_allowed(ct(), request_host()):
+        abort(404)
 
 
 def init_app(app: Flask) -> None:

@@ -245,7 +245,7 @@ def parse_attempt_key(text: str) -> int | None:
 
 
 class Store:
-    def __init__(self, path: str, spool: str, sync: bool = True) -> None:
+    def __init__(self, path: str, spool: str, sync: bool = False) -> None:
         self.path, self.spool, self.sync = path, spool, sync
         self._local = threading.local()
         self._links: dict[tuple[int, int], tuple[str, str] | None] = {}

@@ -171,6 +171,9 @@ def _start_timer(app: Flask, interval: int) -> None:
             started["pid"] = os.getpid()
             Timer(store, interval, alive=lambda: app_ref() is not None).start()
 
+    # Clicks answered ahead of Flask (tracker.FastTrack) start it too: a worker may see nothing else.
+    app.extensions.setdefault("clicktrail-per-worker", []).append(aggregate_on_timer)
+
 
 def init_app(app: Flask) -> None:
     """Plug the dashboard in (or, without a password, a page saying it is off) and its aggregation timer."""

@@ -6,6 +6,12 @@ redirect.  The redirect target comes only from the store, found through an
 authenticated identifier; the request path after the identifier is shown for
 the reader's benefit and never read.  A tracking response never fails
 because logging failed: the event is spooled, the reader still lands.
+
+Tracking requests are most of the traffic, so a link that resolves is
+answered by ``FastTrack``, plain WSGI ahead of Flask, with the same
+``lookup`` and ``record`` as the Flask route; anything else (an unknown
+identifier, a store error, every other address) goes on to Flask, which
+answers it in full.
 """
 
 from __future__ import annotations
@@ -14,19 +20,21 @@ import base64
 import hashlib
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import get_host
 
 from . import config as config_mod
 from . import domains
 from .errors import ClicktrailError
 from .logstore import Event, Store
 from .rewrite import CLICK, Options
-from .tokens import PIXEL, Signer
+from .tokens import PIXEL, TOKEN_LENGTH, LinkRef, Signer
 from .urls import browser_url
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,11 @@ class Clicktrail:
         c = self.config
         return Options(c["click_domain"], c["track_clicks"], c["track_opens"], c["scam_protection"])
 
+    @cached_property
+    def home_hosts(self) -> frozenset[str]:
+        """Hosts where links of the default click domain are valid (settings do not change while running)."""
+        return frozenset(domains.home_hosts(self.config))
+
 
 def ct() -> Clicktrail:
     """The running app's clicktrail parts."""
@@ -78,6 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_SECURE"] = cfg["click_domain"].startswith("https://")
     app.extensions["clicktrail"] = build(cfg)
+    app.wsgi_app = FastTrack(app, app.wsgi_app)  # type: ignore[method-assign]
     if cfg["trusted_proxies"]:
         n = cfg["trusted_proxies"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
@@ -113,13 +127,37 @@ class _ExactRedirect(Response):
         return headers
 
 
-def _record(event: Event) -> None:
-    if request.method == "HEAD":
-        return  # a HEAD answers the same but is not a view or a click
+def record(parts: Clicktrail, event: Event) -> None:
+    """Log a tracking event; a failing store and spool are logged, never passed to the reader."""
     try:
-        ct().store.add_event(event)
+        parts.store.add_event(event)
     except ClicktrailError as e:
         log.error("event lost to a failing store and spool: %s", e)
+
+
+def lookup(parts: Clicktrail, token: str, host: str) -> tuple[LinkRef, str, str, str] | None:
+    """The link behind an identifier asked for on this host: (ref, kind, url, location), or None.
+
+    None means not ours (forged, unknown, another click domain's, or no http(s)
+    URL to send anyone to).  A store that cannot be read raises ``sqlite3.Error``.
+    """
+    ref = parts.signer.verify(token, host)
+    if ref is None or (ref.host is None and host not in parts.home_hosts):
+        return None  # forged, or a link of another click domain
+    found = parts.store.link(ref.attempt_id, ref.link_idx)
+    if found is None:
+        return None
+    kind, url = found
+    location = _location(url) if ref.link_idx != PIXEL else ""
+    if location is None:
+        log.error("link %s of %016x holds no http(s) URL; not redirecting", ref.link_idx, ref.attempt_id)
+        return None
+    return ref, kind, url, location
+
+
+def _event(ref: LinkRef, kind: str, url: str, ip: str | None, user_agent: str | None) -> Event:
+    return Event("click" if kind == CLICK else "open", ref.attempt_id, ref.link_idx, url or None,
+                 kind=None if kind == CLICK else kind, ip=ip, user_agent=user_agent)
 
 
 def _pixel() -> Response:
@@ -150,34 +188,66 @@ def _redirect(url: str) -> Response:
 @bp.route("/<token>/", methods=["GET", "HEAD"], merge_slashes=False)
 @bp.route("/<token>/<path:_shown>", methods=["GET", "HEAD"], merge_slashes=False)
 def follow(token: str, _shown: str = "") -> Response | tuple[str, int]:
-    """A tracked click, image or open pixel."""
+    """A tracked click, image or open pixel (when FastTrack passed it on: HEAD, errors, refusals)."""
     parts = ct()
     host = domains.request_host()
-    ref = parts.signer.verify(token, host)
-    if ref is None or (ref.host is None and host not in domains.home_hosts(parts.config)):
-        return render_template("notfound.html"), 404  # forged, or a link of another click domain
     try:
-        found = parts.store.link(ref.attempt_id, ref.link_idx)
+        found = lookup(parts, token, host)
     except sqlite3.Error as e:
         log.error("link lookup failed: %s", e)
-        if ref.link_idx == PIXEL:
+        ref = parts.signer.verify(token, host)
+        if ref is not None and ref.link_idx == PIXEL:
             return _pixel()  # the pixel is always served
         return render_template("error.html", message="Please try again in a moment."), 503
     if found is None:
         return render_template("notfound.html"), 404
-    kind, url = found
-    location = _location(url) if ref.link_idx != PIXEL else ""
-    if location is None:
-        log.error("link %s of %016x holds no http(s) URL; not redirecting", ref.link_idx, ref.attempt_id)
-        return render_template("notfound.html"), 404
-    event = Event(
-        "click" if kind == CLICK else "open",
-        ref.attempt_id,
-        ref.link_idx,
-        url or None,
-        kind=None if kind == CLICK else kind,
-        ip=request.remote_addr,
-        user_agent=request.headers.get("User-Agent"),
-    )
-    _record(event)
+    ref, kind, url, location = found
+    if request.method != "HEAD":  # a HEAD answers the same but is not a view or a click
+        record(parts, _event(ref, kind, url, request.remote_addr, request.headers.get("User-Agent")))
     return _pixel() if ref.link_idx == PIXEL else _redirect(location)
+
+
+_REDIRECT_HEADERS = [*NO_CACHE.items(), ("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", "0")]
+_PIXEL_HEADERS = [("Content-Type", "image/gif"), *NO_CACHE.items(), ("Content-Length", str(len(PIXEL_GIF)))]
+StartResponse = Callable[..., Any]
+
+
+class FastTrack:
+    """Answer a tracked click, image or pixel that resolves without Flask's per-request machinery.
+
+    The same host check, ``lookup`` and ``record`` as the Flask route; whatever
+    this does not answer (HEAD, unknown identifiers, store errors, any other
+    address) goes on to the Flask app unchanged.
+    """
+
+    def __init__(self, app: Flask, wsgi: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
+        self.app, self.wsgi = app, wsgi
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if (environ.get("REQUEST_METHOD") == "GET" and len(path) > TOKEN_LENGTH
+                and path[TOKEN_LENGTH + 1 : TOKEN_LENGTH + 2] in ("", "/") and path[TOKEN_LENGTH + 1 : TOKEN_LENGTH + 3] != "//"):
+            answer = self.answer(environ, path[1 : TOKEN_LENGTH + 1])
+            if answer is not None:
+                start_response(*answer[:2])
+                return [answer[2]]
+        return self.wsgi(environ, start_response)
+
+    def answer(self, environ: dict[str, Any], token: str) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        parts: Clicktrail = self.app.extensions["clicktrail"]
+        for hook in self.app.extensions.get("clicktrail-per-worker", ()):
+            hook()  # what Flask's before_request would start in this worker (the aggregation timer)
+        host = get_host(environ).lower().rstrip(".")
+        if not domains.host_allowed(parts, host):
+            return None
+        try:
+            found = lookup(parts, token, host)
+        except sqlite3.Error:
+            return None  # the Flask route answers it: the pixel anyway, a click with a page
+        if found is None:
+            return None
+        ref, kind, url, location = found
+        record(parts, _event(ref, kind, url, environ.get("REMOTE_ADDR"), environ.get("HTTP_USER_AGENT")))
+        if ref.link_idx == PIXEL:
+            return "200 OK", _PIXEL_HEADERS, PIXEL_GIF
+        return "302 FOUND", [("Location", location), *_REDIRECT_HEADERS], b""
