@@ -118,3 +118,22 @@ def test_trusted_proxy_count_decides_the_client_ip(settings: dict[str, Any]) -> 
         link = send(parts)[0][0]
         app.test_client().get(path(link), headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7"})
         assert [e["ip"] for e in parts.store.events("click")][-1] == expected
+
+
+def test_resolving_clicks_are_answered_ahead_of_flask_and_the_rest_by_it(
+    app: Flask, client: FlaskClient, parts: Clicktrail, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    link, _, pixel = send(parts)[0]
+    calls: list[str] = []
+    view = app.view_functions["tracking.follow"]
+    monkeypatch.setitem(app.view_functions, "tracking.follow", lambda **kw: calls.append("flask") or view(**kw))
+    started: list[int] = []
+    monkeypatch.setitem(app.extensions, "clicktrail-per-worker", [lambda: started.append(1)])
+    assert client.get(path(link)).headers["Location"] == "https://shop.example.com/a%2Fb+c?q=1&r=%C3%A9#frag"
+    assert client.get(path(pixel)).data == PIXEL_GIF
+    assert calls == [] and started == [1, 1]  # the fast path, which also starts per-worker work
+    assert client.head(path(link)).status_code == 302
+    assert client.get(path(link)[:-3] + "zzz").status_code == 302  # the shown path is never read
+    assert client.get("/" + "A" * 24 + "/x").status_code == 404
+    assert calls == ["flask", "flask"]
+    assert len(list(parts.store.events("click"))) == 2
