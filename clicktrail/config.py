@@ -21,7 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import ConfigError
 
 
-def _bool(value: Any) -> bool:
+def yes_no(value: Any) -> bool:
+    """Read a yes/no switch (yes/no, true/false, on/off, 1/0); ValueError for anything else."""
     if isinstance(value, bool):
         return value
     v = str(value).strip().lower()
@@ -144,15 +145,15 @@ SETTINGS = (
             "Seconds between aggregation steps run inside each worker; 0 leaves it to `clicktrail aggregate`."),
     Setting("trusted_proxies", _int, 0,
             "Number of reverse proxies in front of the tracker whose X-Forwarded-For is believed."),
-    Setting("track_clicks", _bool, True, "Rewrite links for click tracking unless a message says otherwise."),
-    Setting("track_opens", _bool, True, "Add the open pixel and track images unless a message says otherwise."),
-    Setting("scam_protection", _bool, True,
+    Setting("track_clicks", yes_no, True, "Rewrite links for click tracking unless a message says otherwise."),
+    Setting("track_opens", yes_no, True, "Add the open pixel and track images unless a message says otherwise."),
+    Setting("scam_protection", yes_no, True,
             "Leave links alone whose visible text is itself a URL or host name."),
     Setting("max_message_bytes", _int, 10_000_000,
             "Largest request body POST /api/messages accepts, in bytes; a larger one gets 413."),
     Setting("spool", _text, None,
             "Append-only file for events the database could not take; default: the database path + .spool."),
-    Setting("sync", _bool, False,
+    Setting("sync", yes_no, False,
             "fsync every event write (SQLite synchronous=FULL): survives power loss, at a few hundred events/s on"
             " a slow disk; off (synchronous=NORMAL in WAL) survives any process crash or kill."),
     Setting("smtp_listen", _hostport, "127.0.0.1:2525", "Address (HOST:PORT) the SMTP relay listens on."),
@@ -166,9 +167,9 @@ SETTINGS = (
     Setting("smtp_upstream_timeout", _int, 60, "Seconds to wait for the upstream before answering the client 451."),
     Setting("smtp_tls_cert", _text, None, "Certificate chain (PEM) the relay offers with STARTTLS."),
     Setting("smtp_tls_key", _text, None, "Private key (PEM) of the relay's STARTTLS certificate."),
-    Setting("smtp_loopback_open", _bool, False,
+    Setting("smtp_loopback_open", yes_no, False,
             "Let clients send without AUTH when the relay listens on a loopback address."),
-    Setting("smtp_rewrite_dkim", _bool, False,
+    Setting("smtp_rewrite_dkim", yes_no, False,
             "Rewrite messages that carry a DKIM-Signature (the broken signature is removed) instead of passing them."),
     Setting("smtp_max_size", _int, 26214400, "Largest message the relay accepts, in bytes; larger ones get 552."),
     Setting("smtp_hostname", _text, None, "Name the relay greets with and sends in EHLO; default: this host's name."),

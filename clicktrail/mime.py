@@ -24,6 +24,7 @@ from email.message import Message
 from email.policy import compat32
 
 from . import htmlscan
+from .config import yes_no
 from .errors import BadInput
 from .rewrite import LinkTable, Options, Template, html_template, text_template
 from .tokens import TOKEN_LENGTH
@@ -36,8 +37,6 @@ _B64_BODY = re.compile(rb"^[A-Za-z0-9+/=\s]*$")
 # far smaller (mail programs clip HTML at ~100 KB), and scanning takes ~0.3 s
 # per MB at worst, so a 50 MB part would hold the caller for minutes.
 MAX_TEXT_PART = 5 * 1024 * 1024
-_TRUE = {"yes", "true", "on", "1"}
-_FALSE = {"no", "false", "off", "0"}
 
 
 class Unreadable(Exception):
@@ -184,12 +183,10 @@ def switch(value: str | None, name: str, default: bool) -> bool:
     """Read a yes/no switch; None means the default."""
     if value is None:
         return default
-    v = value.strip().lower()
-    if v in _TRUE:
-        return True
-    if v in _FALSE:
-        return False
-    raise BadSwitch(f"{name} must be yes or no, not {value.strip()!r}", field=name)
+    try:
+        return yes_no(value)
+    except ValueError as e:
+        raise BadSwitch(f"{name} must be yes or no, not {value.strip()!r}", field=name) from e
 
 
 def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
