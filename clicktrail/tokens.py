@@ -22,8 +22,10 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 _BODY = struct.Struct(">BQH")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 MAC_BYTES = 7
 TOKEN_LENGTH = 24
 PIXEL = 0
@@ -65,13 +67,25 @@ class Signer:
         self._known: dict[int, list[bytes]] = {}
         for secret in (current, *older):
             self._known.setdefault(key_id(secret), []).append(_mac_key(secret))
+        # Minting is the per-recipient cost of a campaign: start each MAC from a
+        # copy of the already keyed state (same MACs as _mac/_host_mac, less work).
+        self._keyed = hashlib.blake2b(key=self._current[1], digest_size=MAC_BYTES)
+        self._keyed_hosts: dict[str, Any] = {}
 
     def mint(self, attempt_id: int, link_idx: int, host: str | None = None) -> str:
         """Mint the identifier of one link of one attempt, bound to ``host`` when given."""
-        kid, secret = self._current
-        body = _BODY.pack(kid, attempt_id, link_idx)
-        mac = _host_mac(secret, body, host) if host else _mac(secret, body)
-        return base64.urlsafe_b64encode(body + mac).decode("ascii")
+        body = _BODY.pack(self._current[0], attempt_id, link_idx)
+        if host:
+            state = self._keyed_hosts.get(host)
+            if state is None:
+                state = self._keyed_hosts[host] = hashlib.blake2b(
+                    key=self._current[1], digest_size=MAC_BYTES, person=b"clicktrail host")
+            h = state.copy()
+            h.update(body + host.encode("utf-8"))
+        else:
+            h = self._keyed.copy()
+            h.update(body)
+        return binascii.b2a_base64(body + h.digest(), newline=False).translate(_URLSAFE).decode("ascii")
 
     def verify(self, token: str, host: str | None = None) -> LinkRef | None:
         """Return what the identifier points at (on ``host``), or None if we did not mint it."""
