@@ -52,6 +52,18 @@ def main() -> None:
 @click.argument("file", type=click.File("rb"), default="-")
 def rewrite(recipient: str | None, tag: str | None, file: Any) -> None:
     """Rewrite a MIME message or bare HTML from FILE (or stdin) onto stdout."""
+    import logging
+
+    from .submission import MAX_TAG, valid_address, valid_tag
+
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)  # the rewrite's warnings, once
+    logging.addLevelName(logging.WARNING, "warning")
+
+    if recipient is not None and (not recipient.isascii() or not valid_address(recipient)):
+        raise click.BadParameter(f"{recipient!r} is not a valid email address", param_hint="--recipient")
+    if tag is not None and not valid_tag(tag):
+        raise click.BadParameter(f"a tag is 1 to {MAX_TAG} characters of text without control characters",
+                                 param_hint="--tag")
     raw = file.read()
     if not raw.strip():
         raise click.ClickException("the input is empty: give a MIME message or HTML")
@@ -60,8 +72,6 @@ def rewrite(recipient: str | None, tag: str | None, file: Any) -> None:
         result = track(parts.store, parts.signer, parts.options, raw, [recipient], tag)
     except ClicktrailError as e:
         raise click.ClickException(e.message) from e
-    for warning in result.warnings:
-        click.echo(f"warning: {warning}", err=True)
     out = sys.stdout.buffer
     out.write(result.copies[0].data)
     out.flush()

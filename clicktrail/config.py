@@ -229,6 +229,9 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
             values[s.name] = None if raw is None else s.parse(raw)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{where}: bad value: {e}") from e
+    folder = Path(values["database"]).parent
+    if not folder.is_dir():  # a mistyped path must not start an empty tracker somewhere else
+        raise ConfigError(f"CLICKTRAIL_DATABASE: the folder {folder} does not exist")
     if not values["spool"]:
         values["spool"] = values["database"] + ".spool"
     if not values["secret_key"]:

@@ -26,12 +26,13 @@ from email.policy import compat32
 from . import htmlscan
 from .config import yes_no
 from .errors import BadInput
-from .rewrite import LinkTable, Options, Template, html_template, text_template
+from .rewrite import LinkTable, Options, Template, TooManyLinks, html_template, text_template
 from .tokens import TOKEN_LENGTH
 
 SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
 MAX_LINE = 998  # octets per line, without the line break (RFC 5322 2.1.1)
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
+_TAG = re.compile(r"<[A-Za-z!/?]")
 _B64_BODY = re.compile(rb"^[A-Za-z0-9+/=\s]*$")
 # A text part larger than this passes through unchanged: real mail bodies are
 # far smaller (mail programs clip HTML at ~100 KB), and scanning takes ~0.3 s
@@ -187,6 +188,14 @@ def switch(value: str | None, name: str, default: bool) -> bool:
         return yes_no(value)
     except ValueError as e:
         raise BadSwitch(f"{name} must be yes or no, not {value.strip()!r}", field=name) from e
+
+
+def _message_switch(msg: Message, header: str, name: str, default: bool) -> bool:
+    """A message's switch header; given twice, both must say the same."""
+    values = {switch(str(v), name, default) for v in msg.get_all(header, [])}
+    if len(values) > 1:
+        raise BadSwitch(f"{name} is given twice, once yes and once no", field=name)
+    return values.pop() if values else default
 
 
 def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int]:
@@ -425,8 +434,8 @@ def prepare_mime(raw: bytes, opts: Options) -> Prepared:
     msg = email.message_from_bytes(raw, policy=compat32)
     opts = Options(
         opts.base,
-        track_clicks=switch(msg.get(SWITCHES[0]), "X-Clicktrail-Trackclicks", opts.track_clicks),
-        track_opens=switch(msg.get(SWITCHES[1]), "X-Clicktrail-Trackopens", opts.track_opens),
+        track_clicks=_message_switch(msg, SWITCHES[0], "X-Clicktrail-Trackclicks", opts.track_clicks),
+        track_opens=_message_switch(msg, SWITCHES[1], "X-Clicktrail-Trackopens", opts.track_opens),
         scam_protection=opts.scam_protection,
     )
     prepared = Prepared(raw, links, track_clicks=opts.track_clicks, track_opens=opts.track_opens)
@@ -452,17 +461,42 @@ def prepare_mime(raw: bytes, opts: Options) -> Prepared:
     return prepared
 
 
+def _not_html(text: str, raw: bytes) -> str | None:
+    """Why this input is not HTML we should touch, or None when it is."""
+    if not raw.strip():
+        return "the input is empty"
+    if b"\x00" in raw:
+        return "the input holds NUL bytes: it is binary, not HTML"
+    undecodable = sum(1 for ch in text if "\udc80" <= ch <= "\udcff")
+    if undecodable > len(raw) // 100:
+        return f"{undecodable:,} bytes do not decode in the page's charset: it is binary, not HTML"
+    if not _TAG.search(text):
+        return "the input holds no HTML tag"
+    return None
+
+
 def prepare_html(raw: bytes, opts: Options, charset: str | None = None) -> Prepared:
     """Scan bare HTML (no headers) once, in its declared charset (<meta charset>), else UTF-8."""
     charset = charset or _round_trips(raw, htmlscan.declared_charset(raw)) or "utf-8"
     links = LinkTable()
+    unchanged = Prepared(raw, links, track_clicks=opts.track_clicks, track_opens=opts.track_opens)
     if len(raw) > MAX_TEXT_PART:
-        return Prepared(raw, links, track_clicks=opts.track_clicks, track_opens=opts.track_opens, warnings=[
-            f"message passed through unchanged: {len(raw):,} bytes of HTML is over the {MAX_TEXT_PART:,} byte limit"])
+        unchanged.warnings.append(
+            f"message passed through unchanged: {len(raw):,} bytes of HTML is over the {MAX_TEXT_PART:,} byte limit")
+        return unchanged
     text = raw.decode(charset, "surrogateescape")
-    template = html_template(text, links, opts)
-    part = _Part(0, len(raw), lambda t: t.encode(charset, "surrogateescape"), template)
-    return Prepared(raw, links, parts=[part], track_clicks=opts.track_clicks, track_opens=opts.track_opens)
+    why = _not_html(text, raw)
+    if why is None:
+        try:
+            template = html_template(text, links, opts)
+        except TooManyLinks as e:
+            why = str(e)
+    if why is not None:
+        unchanged.links = LinkTable()
+        unchanged.warnings.append(f"message passed through unchanged: {why}")
+        return unchanged
+    unchanged.parts = [_Part(0, len(raw), lambda t: t.encode(charset, "surrogateescape"), template)]
+    return unchanged
 
 
 def prepare(raw: bytes, opts: Options) -> Prepared:

@@ -47,6 +47,13 @@ class Options:
     scam_protection: bool = True
 
 
+class TooManyLinks(ValueError):
+    """A message holds more distinct links than an identifier can number."""
+
+
+MAX_LINKS = 0xFFFF  # a link index is two bytes of the identifier, and 0 is the pixel
+
+
 @dataclass
 class LinkTable:
     """The distinct targets of one message; a link's index is its place here, from 1."""
@@ -57,6 +64,8 @@ class LinkTable:
     def add(self, kind: str, url: str) -> int:
         key = (kind, url)
         if key not in self._index:
+            if len(self.links) >= MAX_LINKS:
+                raise TooManyLinks(f"it holds more than {MAX_LINKS:,} distinct links")
             self.links.append(key)
             self._index[key] = len(self.links)
         return self._index[key]

@@ -54,6 +54,15 @@ def valid_address(addr: str) -> bool:
             and bool(_DOMAIN.match(domain)))
 
 
+def valid_tag(tag: str) -> bool:
+    """True for a tag of 1 to MAX_TAG characters of real text, without control characters."""
+    try:
+        tag.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return bool(tag.strip()) and len(tag) <= MAX_TAG and not _CONTROL.search(tag)
+
+
 def _addresses(name: str, value: str) -> list[tuple[str, str]]:
     """Parse one field value holding one address or several, comma-separated."""
     if _CONTROL.search(value):
@@ -136,7 +145,7 @@ def _build(values: dict[str, Any], domain: str) -> Submission:
     if len(recipients) > MAX_RECIPIENTS:
         raise BadInput(f"at most {MAX_RECIPIENTS} recipients per request", field="recipients")
     tag = values.get("tag")
-    if tag is not None and (not tag.strip() or len(tag) > MAX_TAG or _CONTROL.search(tag)):
+    if tag is not None and not valid_tag(tag):
         raise BadInput(f"tag must be 1 to {MAX_TAG} characters without control characters", field="tag")
     sub = Submission(b"", recipients, tag, values.get("trackclicks"), values.get("trackopens"),
                      send=bool(values.get("send")))

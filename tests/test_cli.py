@@ -90,3 +90,20 @@ def test_every_command_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text()
     for name in main.commands:
         assert f"clicktrail {name}" in readme, name
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--tag", "a\udcadb"), "Invalid value for --tag"), (("--tag", "x" * 201), "Invalid value for --tag"),
+    (("--recipient", "a@b.c\nBcc: e@vil.example"), "not a valid email address"),
+    (("--recipient", "nobody"), "not a valid email address"),
+])
+def test_bad_tag_or_recipient_is_refused_before_anything_is_recorded(env: dict[str, str], args: tuple[str, ...],
+                                                                     message: str) -> None:
+    out = run("rewrite", *args, stdin=MESSAGE)
+    assert out.returncode == 2 and message in out.stderr.decode() and b"Traceback" not in out.stderr
+    assert run("logs", "attempts").stdout == b""
+
+
+def test_a_warning_is_printed_once(env: dict[str, str]) -> None:
+    raw = b'From: a@e.com\nContent-Type: multipart/mixed; boundary="X"\n\n--X\n\nbroken\n'
+    assert run("rewrite", stdin=raw).stderr.decode().count("passed through unchanged") == 1

@@ -40,6 +40,7 @@ def test_unknown_key_in_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_secret_key_is_generated_once_beside_the_database_and_hidden(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
     env = {"CLICKTRAIL_DATABASE": str(tmp_path / "data" / "ct.db"), "CLICKTRAIL_STATS_PASSWORD": "pw"}
     first, second = load(env), load(env)
     assert first["secret_key"] == second["secret_key"] and len(first["secret_key"]) >= 32
@@ -54,3 +55,8 @@ def test_readme_settings_table_matches_the_settings() -> None:
     assert documented == [s.env for s in SETTINGS]
     for s in SETTINGS:
         assert s.help in table, s.env
+
+
+def test_database_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CLICKTRAIL_DATABASE: the folder .* does not exist"):
+        load({"CLICKTRAIL_DATABASE": str(tmp_path / "typo" / "ct.db")})

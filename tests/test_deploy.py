@@ -24,9 +24,11 @@ def example_env() -> dict[str, str]:
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
-def test_the_settings_example_names_real_settings_with_good_values() -> None:
+def test_the_settings_example_names_real_settings_with_good_values(tmp_path: Path) -> None:
     env = example_env()
     assert config.unknown_environment(env) == []
+    assert env["CLICKTRAIL_DATABASE"].startswith("/var/lib/clicktrail/")  # the service user's home (README: useradd)
+    env["CLICKTRAIL_DATABASE"] = str(tmp_path / Path(env["CLICKTRAIL_DATABASE"]).name)  # not on this machine
     loaded = config.load(env)
     assert loaded["trusted_proxies"] == 1 and loaded["click_domain"].startswith("https://")
 

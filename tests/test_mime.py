@@ -135,3 +135,31 @@ def test_unreadable_messages_pass_through_unchanged_with_a_warning(raw: bytes) -
     assert p.render(lambda idx: TOKEN) == raw
     assert p.warnings and "unchanged" in p.warnings[0]
     assert p.links.links == []
+
+
+def test_a_switch_given_twice_must_agree() -> None:
+    raw = message("Content-Type: text/html", b"<p>x</p>",
+                  extra="X-Clicktrail-Trackclicks: no\nX-Clicktrail-Trackclicks: yes\n")
+    with pytest.raises(BadSwitch, match="given twice"):
+        prepare(raw, OPTS)
+    same = message("Content-Type: text/html", b"<p>x</p>", extra="X-Clicktrail-Trackclicks: no\nX-Clicktrail-Trackclicks: NO\n")
+    assert prepare(same, OPTS).track_clicks is False
+
+
+@pytest.mark.parametrize(
+    ("raw", "why"),
+    [(b"", "empty"), (b"  \n", "empty"), (b"<p>\x00</p>", "NUL bytes"), (bytes(range(128, 256)) * 20, "do not decode"),
+     (b"just some words, no markup", "no HTML tag")],
+)
+def test_input_that_is_not_html_passes_through_unchanged(raw: bytes, why: str) -> None:
+    p = prepare(raw, OPTS)
+    assert p.render(lambda idx: TOKEN) == raw and why in p.warnings[0]
+
+
+def test_more_links_than_an_identifier_can_number_passes_through_unchanged() -> None:
+    html = "".join(f'<a href="https://e.example/{i}">x</a>' for i in range(0x10000)).encode()
+    p = prepare(html, OPTS)
+    assert p.render(lambda idx: TOKEN) == html and "more than 65,535 distinct links" in p.warnings[0]
+    assert p.links.links == []
+    mime = message("Content-Type: text/html", html)
+    assert prepare(mime, OPTS).render(lambda idx: TOKEN) == mime
