@@ -75,6 +75,7 @@ class _WholeStream(_inputstream.HTMLUnicodeInputStream):
     def __init__(self, source: str) -> None:
         self._defaultChunkSize = len(source) + 2
         super().__init__(source)
+        self.reportCharacterErrors = None  # parse errors are not used, and this pass costs a regex over the whole text
 
 
 class _Tokenizer(_tokenizer.HTMLTokenizer):
