@@ -51,6 +51,11 @@ METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 UNESCAPED_PLUS = re.compile(r"(?<=\d) (\d\d:?\d\d)$")
 MESSAGE_KEY = re.compile(r"^[0-9a-fA-F]{16}$")
 SEND_TIMEOUT = 20  # seconds per mail server answer with send: true, below gunicorn's worker timeout
+# One request's copies must be made and answered well within gunicorn's 30 s worker timeout: a copy costs
+# about its size in the answer and ~4 µs per identifier minted (10,000 links x 1,000 recipients took > 30 s).
+MAX_ANSWER_BYTES = 64_000_000  # the documented 45 KB newsletter to 1,000 recipients fits (bench/recipients.py)
+MAX_IDENTIFIERS = 2_000_000  # recipients x links
+LINK_BYTES = 40  # what rewriting adds per link, about: the click domain and a 24-character identifier
 
 
 def _error(message: str, status: int, field: str | None = None) -> Response:
@@ -133,11 +138,38 @@ def _read_submission() -> submission.Submission:
     raise UnsupportedMediaType("send application/json, application/x-www-form-urlencoded or multipart/form-data")
 
 
-def _checker(sub: submission.Submission) -> Callable[[Prepared], None]:
-    """Refuse a message that would go out untracked or tracked against the request's switches."""
+class TooMuchWork(ClicktrailError):
+    """The copies asked for would take too long to make and answer."""
+
+    status = 413
+
+
+def _most_recipients(prepared: Prepared) -> int:
+    """How many copies of this message one request may ask for (always at least one)."""
+    links = len(prepared.links.links)
+    by_size = MAX_ANSWER_BYTES // (len(prepared.raw) + links * LINK_BYTES + 1)
+    by_ids = MAX_IDENTIFIERS // links if links else by_size
+    return max(1, min(by_size, by_ids))
+
+
+def _content_field(sub: submission.Submission, warning: str) -> str:
+    """The request field a warning about the message is about: mime, or the html or text it was built from."""
+    if len(sub.content) == 1:
+        return sub.content[0]
+    return "text" if "text/plain" in warning else "html"
+
+
+def _checker(sub: submission.Submission, copies: int) -> Callable[[Prepared], None]:
+    """Refuse a message that would go out untracked, tracked against the request's switches, or in too many copies."""
     def accept(prepared: Prepared) -> None:
         if prepared.warnings:
-            raise BadInput(f"mime cannot be read exactly: {prepared.warnings[0]}", field="mime")
+            name = _content_field(sub, prepared.warnings[0])
+            raise BadInput(f"{name} cannot be read exactly: {prepared.warnings[0]}", field=name)
+        most = _most_recipients(prepared)
+        if copies > most:
+            raise TooMuchWork(f"{copies} copies of this message ({len(prepared.raw):,} bytes, "
+                              f"{len(prepared.links.links):,} links) are too much for one request: send fewer "
+                              f"recipients per request (at most {most} for this message)", field="recipients")
         for name, asked, got in (("trackclicks", sub.track_clicks, prepared.track_clicks),
                                  ("trackopens", sub.track_opens, prepared.track_opens)):
             if asked is not None and asked != got:
@@ -172,7 +204,7 @@ def submit() -> Response:
         recipients = [*to]
     try:
         result = track(parts.store, parts.signer, opts, sub.raw, recipients, sub.tag,
-                       accept=_checker(sub), api_key_name=g.api_key.name)
+                       accept=_checker(sub, len(recipients)), api_key_name=g.api_key.name)
     except BadSwitch as e:
         raise BadInput(str(e), field="mime") from e
     copies = []

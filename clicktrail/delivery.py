@@ -173,7 +173,7 @@ def _log(store: Store, o: Outcome) -> None:
         log.error("%s event for %s lost: %s", event.type, o.copy.message, e.message)
 
 
-def summary(outcomes: Sequence[Outcome], skipped: int = 0) -> str:
+def summary(outcomes: Sequence[Outcome], skipped: int = 0, remembered: bool = True) -> str:
     """The one SMTP reply for a whole message: 250 only when every copy was accepted."""
     total = len(outcomes) + skipped
     failed = [o for o in outcomes if not o.ok]
@@ -190,6 +190,7 @@ def summary(outcomes: Sequence[Outcome], skipped: int = 0) -> str:
     if code // 100 != int(detail[0]):  # the enhanced code must agree with the reply's class
         detail = f"{code // 100}{detail[1:]}"
     accepted = total - len(failed)
-    note = f" ({accepted} accepted: sending the same message again skips them)" if accepted else ""
+    again = "sending the same message again skips them" if remembered else "no Message-ID, so a retry sends them again"
+    note = f" ({accepted} accepted: {again})" if accepted else ""
     line = f"{code} {detail} [{len(failed)} of {total} copies refused, first: {first.copy.recipient}]{note}"
     return line[:500]

@@ -177,7 +177,8 @@ def spec() -> dict[str, Any]:
                             "content": {"application/json": {"schema": {"anyOf": [
                                 {"$ref": "#/components/schemas/SendFailure"},
                                 {"$ref": "#/components/schemas/Error"}]}}}},
-                    "413": _error("The body is over CLICKTRAIL_MAX_MESSAGE_BYTES."),
+                    "413": _error("The body is over CLICKTRAIL_MAX_MESSAGE_BYTES; or the copies asked for are too "
+                                  "much for one request (field recipients: send fewer recipients per request)."),
                     "415": _error("The body is not JSON or form data."),
                 }}},
             "/api/logs/{kind}": {"get": {

@@ -10,7 +10,10 @@ copy.  Plain SMTP has a single DATA reply for all recipients, so when some
 copies are accepted and others refused the client gets the refusal (4xx if any
 refusal is temporary, so it retries; else 5xx), and the copies already accepted
 are remembered for ``RETRY_WINDOW``: when the client sends the same message again
-(same sender, recipient and bytes), those recipients are skipped, not mailed twice.
+(same upstream, sender, recipient, Message-ID and bytes), those recipients are
+skipped, not mailed twice.  Only a message with a Message-ID can be recognised
+as a retry: identical alerts without one are separate messages, each forwarded
+(a possible duplicate after a partial failure beats silently lost mail).
 """
 
 from __future__ import annotations
@@ -162,14 +165,17 @@ class Relay:
         """Track and forward one received message; the reply for the client's DATA."""
         rcpts = list(dict.fromkeys(rcpts))  # a recipient named twice still gets one copy
         try:
-            digests = {r: _digest(mail_from, r, raw) for r in rcpts}
+            message_id = _message_id(raw)
+            where = f"{self.upstream.host}:{self.upstream.port}"
+            digests = {r: _digest(where, mail_from, r, message_id, raw) for r in rcpts} if message_id else {}
             done = self._already_sent(list(digests.values()))
-            todo = [r for r in rcpts if digests[r] not in done]
+            todo = [r for r in rcpts if digests.get(r) not in done]
             if len(todo) < len(rcpts):
                 log.info("%d recipients skipped: this message reached them on an earlier try", len(rcpts) - len(todo))
             outcomes = deliver(self.parts.store, self.upstream, mail_from, self.copies(raw, todo, login), options)
-            self._remember([(digests[r], int(o.copy.message, 16)) for r, o in zip(todo, outcomes, strict=True) if o.ok])
-            return summary(outcomes, len(rcpts) - len(todo))
+            self._remember([(digests[r], int(o.copy.message, 16))
+                            for r, o in zip(todo, outcomes, strict=True) if o.ok and r in digests])
+            return summary(outcomes, len(rcpts) - len(todo), remembered=bool(message_id))
         except BadSwitch as e:
             return f"554 5.6.0 {e}"
         except (sqlite3.Error, ClicktrailError) as e:
@@ -219,9 +225,20 @@ class Relay:
             log.error("delivered copies not remembered: %s", e)
 
 
-def _digest(mail_from: str, rcpt: str, raw: bytes) -> str:
-    """Names one message to one recipient: the same bytes again are a retry."""
-    h = hashlib.sha256(b"clicktrail relay\x00")
-    h.update(mail_from.encode("utf-8", "surrogateescape") + b"\x00" + rcpt.lower().encode("utf-8", "surrogateescape"))
-    h.update(b"\x00" + raw)
+def _message_id(raw: bytes) -> str | None:
+    """The message's Message-ID, or None when it has none (then no send is a retry of another)."""
+    if not looks_like_mime(raw):
+        return None
+    value = email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw).get("message-id")
+    if value is None:
+        return None
+    return str(value).strip() or None
+
+
+def _digest(upstream: str, mail_from: str, rcpt: str, message_id: str, raw: bytes) -> str:
+    """Names one message to one recipient through one upstream: the same again is a retry."""
+    h = hashlib.sha256(b"clicktrail relay 2\x00")
+    for part in (upstream, mail_from, rcpt.lower(), message_id):
+        h.update(part.encode("utf-8", "surrogateescape") + b"\x00")
+    h.update(raw)
     return h.hexdigest()

@@ -45,6 +45,7 @@ class Submission:
     built: bool = False  # True when we built the message from html/text
     send: bool = False  # deliver the copies upstream too (delivery.deliver)
     sender: str | None = None  # the address of the from field, when we built the message
+    content: tuple[str, ...] = ("mime",)  # the fields the message came from, to name in errors about it
 
 
 def valid_address(addr: str) -> bool:
@@ -160,6 +161,7 @@ def _build(values: dict[str, Any], domain: str) -> Submission:
     if html is None and text is None:
         raise BadInput("no content: give mime, or html and/or text", field="mime" if mime is not None else None)
     sub.raw, sub.built = compose(html, text, values.get("subject"), values.get("from"), domain), True
+    sub.content = tuple(n for n, v in (("text", text), ("html", html)) if v is not None)
     if values.get("from") is not None:
         sub.sender = _addresses("from", values["from"])[0][1]
     return sub

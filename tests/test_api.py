@@ -272,6 +272,43 @@ def test_a_body_over_the_limit_is_413(settings: dict[str, Any], how: str) -> Non
     assert client.post("/api/messages", json={"html": HTML}, headers=auth).status_code == 200
 
 
+def test_too_many_copies_of_a_big_message_is_413_naming_recipients_before_anything_is_recorded(
+        client: FlaskClient, auth: dict[str, str], parts: Clicktrail) -> None:
+    # Within every documented limit (620 KB, 1,000 recipients), but 1,000 copies with 10,000 links each
+    # took the worker past gunicorn's 30 s timeout.
+    html = "<html><body>" + "".join(f'<a href="https://shop.example.com/p/{i}?x=1">item {i}</a>\n'
+                                    for i in range(10_000)) + "</body></html>"
+    everyone = [f"u{i}@example.com" for i in range(1000)]
+    resp = client.post("/api/messages", json={"html": html, "recipients": everyone}, headers=auth)
+    assert resp.status_code == 413
+    error = resp.get_json()
+    assert error["field"] == "recipients" and "send fewer recipients per request" in error["error"]
+    most = int(re.findall(r"at most (\d+) for this message", error["error"])[0])
+    assert 1 <= most < 1000
+    assert list(parts.store.attempts()) == []  # refused before anything was recorded
+    resp = client.post("/api/messages", json={"html": html, "recipients": everyone[:most + 1]}, headers=auth)
+    assert resp.status_code == 413 and f"at most {most} " in resp.get_json()["error"]
+    assert list(parts.store.attempts()) == []
+    small = submit(client, auth, html=HTML, recipients=everyone)  # the documented 1,000 of a small message
+    assert len(small["messages"]) == 1000
+    spec = client.get("/api/openapi.json", headers=auth).get_json()
+    assert "recipients" in spec["paths"]["/api/messages"]["post"]["responses"]["413"]["description"]
+
+
+@pytest.mark.parametrize("field", ["html", "text"])
+def test_content_over_the_part_limit_is_refused_naming_the_field_sent(
+        client: FlaskClient, auth: dict[str, str], parts: Clicktrail, field: str) -> None:
+    big = "<p>" + "x" * (5 * 1024 * 1024 + 10) + "</p>"  # within the 10 MB body limit, over the 5 MiB part limit
+    resp = client.post("/api/messages", json={field: big}, headers=auth)
+    assert resp.status_code == 400
+    error = resp.get_json()
+    assert error["field"] == field and error["error"].startswith(f"{field} cannot be read exactly:")
+    both = {"html": HTML, "text": "hi", field: big}
+    error = client.post("/api/messages", json=both, headers=auth).get_json()
+    assert error["field"] == field
+    assert list(parts.store.attempts()) == []
+
+
 # -- logs -------------------------------------------------------------------------
 @pytest.fixture
 def traffic(client: FlaskClient, auth: dict[str, str]) -> dict[str, Any]:

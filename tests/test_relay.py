@@ -36,13 +36,13 @@ SHOP = "https://shop.example.com/sale?id=7"
 TOKEN = re.compile(re.escape(BASE) + r"/([A-Za-z0-9_-]{24})(/[^\"\s>]*)")
 
 
-def message(extra: str = "", url: str = SHOP) -> bytes:
+def message(extra: str = "", url: str = SHOP, message_id: str | None = "<sale-1@shop.example.com>") -> bytes:
     return (
         "From: Shop <news@shop.example.com>\r\n"
         "To: Customers <list@shop.example.com>\r\n"
         "Subject: Winter sale\r\n"
-        "Message-ID: <sale-1@shop.example.com>\r\n"
-        f"{extra}"
+        + (f"Message-ID: {message_id}\r\n" if message_id else "")
+        + f"{extra}"
         "MIME-Version: 1.0\r\n"
         "Content-Type: text/html; charset=utf-8\r\n"
         "\r\n"
@@ -217,6 +217,42 @@ def test_partly_refused_message_is_refused_and_its_retry_skips_the_copies_delive
     assert [e["recipient"] for e in events(store, "failure")] == ["bob@example.com"]
     assert send(r, message("X-Mailer: other\r\n"), ["ann@example.com"]) == {}  # another message is not a retry
     assert len(up.received) == 3
+
+
+def test_identical_messages_without_message_id_are_each_delivered(
+        upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
+    up = upstream()
+    r = relay(up.port)
+    add_login(store)
+    alert = message(message_id=None)  # a monitoring alert: no Message-ID, no Date, the same bytes each time
+    for _ in range(3):
+        assert send(r, alert, ["ops@example.com"]) == {}
+    assert [rcpts for _, rcpts, _ in up.received] == [["ops@example.com"]] * 3
+    assert len(events(store, "delivery")) == 3
+
+
+def test_a_partial_failure_without_message_id_says_a_retry_sends_again(
+        upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
+    up = upstream()
+    up.refuse_rcpt["bob@example.com"] = "450 4.2.0 Mailbox busy"
+    r = relay(up.port)
+    add_login(store)
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        send(r, message(message_id=None), ["ann@example.com", "bob@example.com"])
+    assert e.value.smtp_code == 450 and b"no Message-ID, so a retry sends them again" in e.value.smtp_error
+
+
+def test_a_copy_accepted_by_one_upstream_is_not_skipped_by_a_relay_to_another(
+        upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
+    up, other = upstream(), upstream()
+    add_login(store)
+    raw = message()
+    assert send(relay(up.port), raw, ["ann@example.com"]) == {}
+    with pytest.raises(smtplib.SMTPDataError) as e:  # the same message, through a relay whose upstream is down
+        send(relay(free_port()), raw, ["ann@example.com"])
+    assert e.value.smtp_code == 451
+    assert send(relay(other.port), raw, ["ann@example.com"]) == {}
+    assert len(up.received) == 1 and len(other.received) == 1
 
 
 def test_summary_never_says_250_unless_every_copy_went() -> None:
