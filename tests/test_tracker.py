@@ -99,11 +99,23 @@ def test_click_still_redirects_and_pixel_served_when_logging_fails(
     app: Flask, client: FlaskClient, parts: Clicktrail, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     link, _, pixel = send(parts)[0]
+    real = parts.store._connect
 
-    def broken_write(*args: Any) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
+    class FailingWrites:
+        """The store's connection, failing every INSERT as a full or broken disk would."""
 
-    monkeypatch.setattr(parts.store, "_write", broken_write)
+        def __init__(self) -> None:
+            self.conn = real()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.conn, name)
+
+        def execute(self, sql: str, *args: Any) -> Any:
+            if sql.lstrip().upper().startswith("INSERT"):
+                raise sqlite3.OperationalError("disk I/O error")
+            return self.conn.execute(sql, *args)
+
+    monkeypatch.setattr(parts.store, "_connect", FailingWrites)
     assert client.get(path(link)).status_code == 302
     assert client.get(path(pixel)).status_code == 200
     monkeypatch.undo()
