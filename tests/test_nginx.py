@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import need
-from servers import free_port, gunicorn
+from servers import free_port, gunicorn, stop_group
 
 from clicktrail import config as config_mod
 from clicktrail import domains
@@ -139,13 +139,7 @@ def stack(tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
             wait_port(http_port, proc, errors)
             yield {"parts": parts, "http": http_port, "tls": tls_port, "cert": cert, "access": access}
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGQUIT)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            stop_group(proc, signal.SIGQUIT)  # nginx's graceful stop
 
 
 def request_lines(log: Path, want: int) -> list[str]:
