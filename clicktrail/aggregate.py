@@ -265,6 +265,7 @@ def fold_sent(store: Store, now: datetime | None = None, check: bool = True) -> 
 
 def fold(store: Store, max_batches: int | None = None, check: bool = True) -> int:
     """Fold every event past the high-water mark (or up to ``max_batches`` batches); return how many."""
+    store.catch_up()  # every event acknowledged so far, whichever process's journal holds it
     fold_sent(store, check=check)
     total = batches = 0
     while max_batches is None or batches < max_batches:

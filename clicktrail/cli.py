@@ -228,7 +228,7 @@ def smtp(listen: str | None, upstream: str | None) -> None:
     stop = {signal.SIGINT, signal.SIGTERM}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop)  # before any thread starts, so only sigwait below sees them
     try:
-        relay = Relay(build(config_mod.load(overrides=overrides)))
+        relay = Relay(build(config_mod.load(overrides=overrides), serving=True))
         relay.start()
     except ClicktrailError as e:
         raise click.ClickException(e.message) from e

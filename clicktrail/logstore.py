@@ -21,12 +21,15 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .errors import StoreUnavailable
+from .errors import ClicktrailError, StoreUnavailable
+from .journal import Journal, files, read_all
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +175,17 @@ LINK_CACHE = 50_000
 # is waiting for the redirect: past it, the event goes to the spool instead.
 EVENT_BUSY_MS = 1000
 BUSY_MS = 10_000
+RETRY_FIRST_SECONDS = 0.0001
+RETRY_MAX_SECONDS = 0.002
+# A long-running process (the web app, the relay) checkpoints the WAL into the
+# database from a thread of its own, every CHECKPOINT_SECONDS: a checkpoint
+# syncs both files, and in a request it cost 15 % of a busy worker's time
+# (py-spy, see BENCHMARKS.md).  Its writers checkpoint themselves only when
+# the WAL has grown past this many pages (the thread fell behind or stopped).
+CHECKPOINT_SECONDS = 0.5
+CHECKPOINT_FALLBACK_PAGES = 20_000
+ADOPT_SECONDS = 5.0  # how often a serving process looks for journals of processes that died
+GATHER_SECONDS = 0.002  # while events keep coming, the mover stores a batch at most this often
 
 
 def utcnow() -> str:
@@ -244,22 +258,137 @@ def parse_attempt_key(text: str) -> int | None:
     return value if len(text) == 16 and 0 < value < 2**63 else None
 
 
+class _Mover:
+    """The serving process's background thread: moves its journal into the database, checkpoints the WAL,
+    and adopts the journals of processes that died.
+
+    It wakes as soon as an event is appended, so an event is in the database
+    a moment after its answer; under load the next batch grows while one
+    commits.  A failing database leaves the lines in the journal; they are
+    moved when it recovers.  PASSIVE checkpoints never wait for, or block, a
+    reader or a writer.  The thread ends with its store or its process.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.pid = weakref.ref(store), os.getpid()
+        self.wake = threading.Event()
+        self.idle = True  # waiting for a wake-up; when busy, appends need not wake it
+
+    def nudge(self) -> None:
+        """An event was appended: wake the thread unless it is already gathering."""
+        if self.idle:
+            self.wake.set()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="clicktrail-mover", daemon=True).start()
+
+    def _run(self) -> None:
+        checkpoint_at = adopt_at = 0.0
+        moved = 0
+        while True:
+            if moved:  # busy: let the next batch gather instead of waking for every event
+                time.sleep(GATHER_SECONDS)
+            else:  # idle is set before the last look at the journal: an append after it wakes us
+                self.wake.wait(CHECKPOINT_SECONDS)
+                self.idle = False
+                self.wake.clear()
+            store = self.store()
+            if store is None or store._mover is not self or os.getpid() != self.pid:
+                return
+            moved = 0
+            try:
+                moved = store._move()
+                if not moved:
+                    self.idle = True
+                    journal = store._journal
+                    moved = int(journal is not None and journal.pid == self.pid and journal.waiting())
+                now = time.monotonic()
+                if now >= checkpoint_at:
+                    store._connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    checkpoint_at = now + CHECKPOINT_SECONDS
+                if now >= adopt_at:
+                    store._adopt_orphans()
+                    adopt_at = now + ADOPT_SECONDS
+            except (sqlite3.Error, OSError, ClicktrailError) as e:
+                log.warning("moving events into the database failed, will retry: %s", e)
+                store._reopen()  # a connection opened read-only stays read-only
+                time.sleep(CHECKPOINT_SECONDS)
+            finally:
+                del store
+
+
 class Store:
     def __init__(self, path: str, spool: str, sync: bool = False) -> None:
         self.path, self.spool, self.sync = path, spool, sync
         self._local = threading.local()
         self._links: dict[tuple[int, int], tuple[str, str] | None] = {}
+        self.journal_folder = spool + ".journal"
+        self._serving = False
+        self._generation = 0  # connections of an older generation are closed at their next use
+        self._journal: Journal | None = None
+        self._mover: _Mover | None = None
+        self._move_lock = threading.Lock()
+
+    def serve(self) -> None:
+        """For a long-running process (and each worker forked from it): events go through its journal.
+
+        ``add_event`` appends to this process's journal and returns; a thread
+        moves the events into the database, checkpoints and adopts orphaned
+        journals (see ``journal``).
+        """
+        self._serving = True
 
     # -- connections and schema -------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is not None and self._local.pid == os.getpid():
-            return conn
-        conn = sqlite3.connect(self.path, timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=True)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
-        conn.execute(f"PRAGMA synchronous = {'FULL' if self.sync else 'NORMAL'}")
+            if self._local.generation == self._generation:
+                return conn
+            self.close()  # the mover could not write: see _reopen
+        conn = self._open(BUSY_MS)
         self._local.conn, self._local.pid, self._local.busy = conn, os.getpid(), BUSY_MS
+        self._local.generation = self._generation
         return conn
+
+    def _reopen(self) -> None:
+        """Have every thread of this process open fresh connections: SQLite shares a database's
+        shared-memory index between the connections of a process, so while one that was opened
+        read-only stays open, a new one cannot write either."""
+        self._generation += 1
+        self.close()
+
+    def _event_connection(self) -> sqlite3.Connection:
+        """This thread's connection for event writes: no busy handler, ``_insert_event`` waits instead."""
+        conn = getattr(self._local, "events", None)
+        if conn is not None and self._local.events_pid == os.getpid() and self._local.generation == self._generation:
+            return conn
+        self._connect()  # checks the generation (closing both when stale)
+        conn = self._open(0)
+        self._local.events, self._local.events_pid = conn, os.getpid()
+        return conn
+
+    def _open(self, busy_ms: int) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=True)
+        conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self.sync else 'NORMAL'}")
+        if self._serving:
+            conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_FALLBACK_PAGES}")
+            self._mover_here()
+        return conn
+
+    def _mover_here(self) -> _Mover:
+        """This process's mover thread, started on first use (a thread does not survive a fork)."""
+        mover = self._mover
+        if mover is None or mover.pid != os.getpid():
+            mover = self._mover = _Mover(self)
+            mover.start()
+        return mover
+
+    def _journal_here(self) -> Journal:
+        journal = self._journal
+        if journal is None or journal.pid != os.getpid():
+            journal = self._journal = Journal(self.journal_folder, self.sync)
+        return journal
 
     def _busy(self, conn: sqlite3.Connection, ms: int) -> None:
         if self._local.busy != ms:
@@ -267,10 +396,11 @@ class Store:
             self._local.busy = ms
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
-            conn.close()
-        self._local.conn = None
+        for name, pid in (("conn", "pid"), ("events", "events_pid")):
+            conn = getattr(self._local, name, None)
+            if conn is not None and getattr(self._local, pid, None) == os.getpid():
+                conn.close()
+            setattr(self._local, name, None)
 
     def migrate(self) -> int:
         """Create or upgrade the schema; return the version now in force."""
@@ -313,6 +443,7 @@ class Store:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run one read query (portable SQL, ``?`` placeholders) and return its rows."""
+        self.settle()
         return self._connect().execute(sql, params).fetchall()
 
     def write(self, sql_rows: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
@@ -375,13 +506,23 @@ class Store:
         return (e.event_id, e.type, e.kind, e.ts, e.attempt_id, e.link_idx, e.url, e.ip, e.user_agent, e.detail)
 
     def add_event(self, event: Event) -> bool:
-        """Write the event; if the database fails, spool it. True when it reached the database."""
+        """Keep the event: in this process's journal when serving, else in the database, else the spool.
+
+        True when it went to the journal or the database (False: spooled).
+        """
+        if self._serving:
+            line = (json.dumps(self._event_row(event), ensure_ascii=True) + "\n").encode("ascii")
+            try:
+                self._journal_here().append(line)
+            except OSError as e:
+                log.error("event journal write failed (%s); writing event %s directly", e, event.event_id)
+            else:
+                if getattr(self._local, "generation", self._generation) != self._generation:
+                    self._connect()  # let go of a stale connection now: it may keep the mover from writing
+                self._mover_here().nudge()
+                return True
         try:
-            conn = self._connect()
-            self._busy(conn, EVENT_BUSY_MS)
-            # One statement outside BEGIN/COMMIT is its own transaction: committed on return,
-            # with a third of the calls (this is the click's hot path).
-            conn.execute(self._INSERT_EVENT, self._event_row(event))
+            self._insert_event(self._event_row(event))
         except sqlite3.Error as e:
             log.error("event store write failed (%s); event %s spooled", e, event.event_id)
             # A connection opened while the database was read-only stays read-only:
@@ -395,6 +536,110 @@ class Store:
             except (sqlite3.Error, OSError) as e:
                 log.warning("spool replay failed: %s", e)
         return True
+
+    def _insert_event(self, row: tuple[Any, ...]) -> None:
+        """One INSERT, its own transaction (committed on return): the click's hot path.
+
+        While another process writes, wait in short steps (from 0.1 ms, doubling
+        to 2 ms) for EVENT_BUSY_MS at most.  SQLite's own busy handler sleeps
+        1 ms, then 2, 5, 10 ms… for a lock held some 50 µs: under load that idled
+        the worker for a third of the time it spent logging.
+        """
+        conn = self._event_connection()
+        deadline, pause = 0.0, RETRY_FIRST_SECONDS
+        while True:
+            try:
+                conn.execute(self._INSERT_EVENT, row)
+                return
+            except sqlite3.OperationalError as e:
+                if getattr(e, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
+                now = time.monotonic()
+                if not deadline:
+                    deadline = now + EVENT_BUSY_MS / 1000
+                elif now >= deadline:
+                    raise
+                time.sleep(min(pause, deadline - now))
+                pause = min(pause * 2, RETRY_MAX_SECONDS)
+
+    def _rows(self, data: bytes, source: str) -> list[tuple[Any, ...]]:
+        """Event rows from journal or spool lines (a JSON row, or an event object); unreadable lines are logged."""
+        rows = []
+        for ln in data.split(b"\n"):
+            if not ln.strip():
+                continue
+            try:
+                value = json.loads(ln)
+                rows.append(tuple(value) if isinstance(value, list) and len(value) == 10
+                            else self._event_row(Event(**value)))
+            except (ValueError, TypeError) as e:
+                log.error("%s line skipped, unreadable: %s", source, e)
+        return rows
+
+    def _insert_rows(self, rows: list[tuple[Any, ...]], busy_ms: int = EVENT_BUSY_MS) -> int:
+        """Store event rows in one transaction (an id already stored is skipped); how many were new."""
+        conn = self._connect()
+        before = conn.total_changes
+        self._write([(self._INSERT_EVENT, rows)], busy_ms)
+        return conn.total_changes - before
+
+    def _move(self) -> int:
+        """Move what this process's journal holds into the database; how many events."""
+        journal = self._journal
+        if journal is None or journal.pid != os.getpid():
+            return 0
+        moved = 0
+        with self._move_lock:
+            while journal.waiting():
+                data, end = journal.unmoved()
+                if not data:
+                    break
+                rows = self._rows(data, "journal")
+                if rows:
+                    self._insert_rows(rows)
+                journal.moved_to(end)
+                moved += len(rows)
+        return moved
+
+    def settle(self) -> None:
+        """Make this process's own journaled events visible to its reads (a no-op when nothing waits)."""
+        journal = self._journal
+        if journal is not None and journal.waiting() and journal.pid == os.getpid():
+            try:
+                self._move()
+            except (sqlite3.Error, OSError) as e:
+                log.warning("journal not moved before reading: %s", e)
+
+    def _adopt_orphans(self, busy_ms: int = EVENT_BUSY_MS, live_too: bool = False) -> int:
+        """Store and delete the journals of processes that died (and with ``live_too``, store what the
+        live ones hold, leaving them be); how many events were new."""
+        new = 0
+        for path, fd, orphan in files(self.journal_folder):
+            try:
+                if not (orphan or live_too):
+                    continue
+                rows = self._rows(read_all(fd), "journal")
+                if rows:
+                    new += self._insert_rows(rows, busy_ms)
+                if orphan:
+                    os.unlink(path)
+                    log.info("journal %s of a finished process stored (%d new events)", path, new)
+            finally:
+                os.close(fd)
+        return new
+
+    def catch_up(self) -> None:
+        """Make every event acknowledged so far, by any process, visible to this one's reads.
+
+        Each serving process moves its journal within moments; a raw-log read
+        does not wait for that, it stores what the journals hold (an event
+        already stored is skipped).  Journal files are small (journal.ROTATE_BYTES).
+        """
+        self.settle()
+        try:
+            self._adopt_orphans(live_too=True)
+        except (sqlite3.Error, OSError) as e:
+            log.warning("journals not caught up before reading: %s", e)
 
     def _spool(self, event: Event) -> None:
         line = (json.dumps(asdict(event), ensure_ascii=True) + "\n").encode("ascii")
@@ -415,9 +660,9 @@ class Store:
             return False
 
     def replay(self) -> int:
-        """Move spooled events into the database; return how many lines were replayed."""
+        """Move spooled events, and journals left by processes that died, into the database; how many events."""
         try:
-            return self._replay()
+            return self._replay() + self._adopt_orphans(BUSY_MS, live_too=True)
         except sqlite3.Error as e:
             raise StoreUnavailable(f"the database cannot take the spooled events yet: {e}") from e
         except OSError as e:
@@ -447,6 +692,7 @@ class Store:
     def events(self, type_: str, since: str | None = None, after: int = 0, batch: int = 1000,
                *, scope: Scope | None = None) -> Iterator[dict[str, Any]]:
         """Stream events of one type (with their attempt's fields), oldest first, in batches."""
+        self.catch_up()
         conn = self._connect()
         where, params = (scope or Scope(start=since)).where("e.ts", "a.tag", "e.attempt_id", "a.recipient")
         while True:
@@ -469,17 +715,20 @@ class Store:
 
     def event_seq(self, event_id: str) -> int | None:
         """The place of an event in its log (for paging after it), or None if unknown."""
+        self.catch_up()
         row = self._connect().execute("SELECT seq FROM events WHERE event_id = ?", (event_id,)).fetchone()
         return None if row is None else int(row[0])
 
     def attempt_place(self, attempt_id: int) -> tuple[str, int] | None:
         """The (time, id) an attempt is ordered by (for paging after it), or None if unknown."""
+        self.settle()
         row = self._connect().execute("SELECT ts, id FROM attempts WHERE id = ?", (attempt_id,)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def attempts(self, since: str | None = None, batch: int = 1000, *, scope: Scope | None = None,
                  after: tuple[str, int] = ("", 0)) -> Iterator[dict[str, Any]]:
         """Stream attempts with their links, oldest first."""
+        self.settle()
         conn = self._connect()
         where, params = (scope or Scope(start=since)).where("ts", "tag", "id", "recipient")
         last = after
@@ -502,11 +751,13 @@ class Store:
 
     def tags(self) -> list[str]:
         """Every tag attempts were recorded with, sorted."""
+        self.settle()
         return [t for (t,) in self._connect().execute(
             "SELECT DISTINCT tag FROM attempts WHERE tag IS NOT NULL ORDER BY tag")]
 
     def stats(self, limit: int = 10, *, tag: str | None = None, attempt: int | None = None) -> dict[str, Any]:
         """Messages, unique and total opens and clicks, rates, and the best links (of one tag or attempt)."""
+        self.catch_up()
         conn = self._connect()
         cond, params = Scope(tag=tag, attempt=attempt).where(None, "tag", "id", None)
         # Events of the attempts in scope; with no scope, every event.

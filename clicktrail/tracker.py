@@ -74,9 +74,15 @@ def ct() -> Clicktrail:
     return current_app.extensions["clicktrail"]  # type: ignore[no-any-return]
 
 
-def build(cfg: config_mod.Config) -> Clicktrail:
-    """Open the store (migrating it) and the signer for these settings."""
+def build(cfg: config_mod.Config, serving: bool = False) -> Clicktrail:
+    """Open the store (migrating it) and the signer for these settings.
+
+    ``serving``: for a long-running process (the web app, the relay), whose
+    events go through its journal (``Store.serve``).
+    """
     store = Store(cfg["database"], cfg["spool"], sync=cfg["sync"])
+    if serving:
+        store.serve()
     store.migrate()
     signer = Signer(cfg["secret_key"].encode(), tuple(k.encode() for k in cfg["old_secret_keys"]))
     return Clicktrail(cfg, store, signer)
@@ -90,7 +96,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.config["SESSION_COOKIE_SECURE"] = cfg["click_domain"].startswith("https://")
-    app.extensions["clicktrail"] = build(cfg)
+    app.extensions["clicktrail"] = build(cfg, serving=True)
     app.wsgi_app = FastTrack(app, app.wsgi_app)  # type: ignore[method-assign]
     if cfg["trusted_proxies"]:
         n = cfg["trusted_proxies"]

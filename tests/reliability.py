@@ -8,10 +8,12 @@ links here and reusing ``hammer``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,8 +94,13 @@ def hammer(base: str, jobs: Iterable[tuple[str, str]], threads: int = 16,
     return results
 
 
-def logged(db: str, type_: str = "click") -> list[tuple[str, str | None, int | None, str | None]]:
-    """Every logged event of a type as (event id, user agent, link index, url), read with a fresh connection."""
+def logged(db: str, type_: str = "click", spool: str | None = None
+           ) -> list[tuple[str, str | None, int | None, str | None]]:
+    """Every logged event of a type as (event id, user agent, link index, url), read with a fresh connection.
+
+    First the store catches up on the serving processes' journals, as a raw-log read does.
+    """
+    Store(db, spool or db + ".spool").catch_up()
     conn = sqlite3.connect(db)
     try:
         return conn.execute(
@@ -109,6 +116,38 @@ def integrity(db: str) -> str:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
     finally:
         conn.close()
+
+
+def waiting(db: str, spool: str | None = None) -> int:
+    """How many acknowledged events are not in the database yet: in the spool or a journal, and not stored."""
+    spool = spool or db + ".spool"
+    folder = spool + ".journal"
+    paths = [spool] + ([os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".jsonl")]
+                       if os.path.isdir(folder) else [])
+    ids = set()
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                for line in f:
+                    if line.strip():
+                        value = json.loads(line)
+                        ids.add(value[0] if isinstance(value, list) else value["event_id"])
+        except FileNotFoundError:
+            continue
+    conn = sqlite3.connect(db)
+    try:
+        stored = {e for (e,) in conn.execute("SELECT event_id FROM events")}
+    finally:
+        conn.close()
+    return len(ids - stored)
+
+
+def wait_stored(db: str, spool: str | None = None, seconds: float = 15.0) -> None:
+    """Wait until every acknowledged event is in the database (the serving processes move them)."""
+    deadline = time.monotonic() + seconds
+    while (left := waiting(db, spool)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == 0, f"{left} acknowledged events still not in the database after {seconds} s"
 
 
 def spooled_lines(spool: str) -> int:

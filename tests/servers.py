@@ -42,7 +42,7 @@ def gunicorn(env: Mapping[str, str], workers: int = 2, port: int | None = None,
     """Run ``clicktrail.tracker:create_app()`` under gunicorn; yield (base URL, process)."""
     port = port or free_port()
     exe = str(Path(sys.executable).with_name("gunicorn"))
-    log = open(os.devnull, "wb")
+    log = open(os.environ.get("CLICKTRAIL_TEST_SERVER_LOG", os.devnull), "ab")
     proc = subprocess.Popen(
         [exe, "--workers", str(workers), "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5",
          "--no-control-socket", *extra, "clicktrail.tracker:create_app()"],
