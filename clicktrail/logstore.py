@@ -14,6 +14,7 @@ Event ids make the replay idempotent.
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import json
 import logging
@@ -317,6 +318,16 @@ class _Mover:
                 del store
 
 
+def _last_move(ref: weakref.ref[Store]) -> None:
+    """At a clean exit: move what this process's journal still holds (if this fails, another adopts it)."""
+    store = ref()
+    if store is not None:
+        try:
+            store._move()
+        except (sqlite3.Error, OSError, ClicktrailError) as e:
+            log.warning("journal left for adoption at exit: %s", e)
+
+
 class Store:
     def __init__(self, path: str, spool: str, sync: bool = False) -> None:
         self.path, self.spool, self.sync = path, spool, sync
@@ -388,6 +399,7 @@ class Store:
         journal = self._journal
         if journal is None or journal.pid != os.getpid():
             journal = self._journal = Journal(self.journal_folder, self.sync)
+            atexit.register(_last_move, weakref.ref(self))  # a worker that stops stores what it holds
         return journal
 
     def _busy(self, conn: sqlite3.Connection, ms: int) -> None:
