@@ -168,7 +168,12 @@ end
 
 
 def count(database: str, type_: str = "click") -> int:
+    """Events of a type in the database, once every journal has been caught up on."""
     import sqlite3
+
+    from clicktrail.logstore import Store
+
+    Store(database, database + ".spool").replay()
 
     conn = sqlite3.connect(database)
     try:

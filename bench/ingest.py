@@ -28,6 +28,7 @@ from clicktrail.logstore import Event, Store
 
 def check_log(database: str, spool: str, connections: int) -> tuple[int, int, int]:
     """(events in the database, events still spooled, requests lost); raises on a duplicate."""
+    Store(database, spool).replay()  # journals left by the stopped workers, if any
     conn = sqlite3.connect(database)
     agents = [ua for (ua,) in conn.execute("SELECT user_agent FROM events WHERE type = 'click'")]
     conn.close()
@@ -50,21 +51,28 @@ def check_log(database: str, spool: str, connections: int) -> tuple[int, int, in
     return len(agents), spooled, lost
 
 
-def _writer(database: str, sync: bool, attempt: int, n: int, tag: str, start: float) -> None:
+def _writer(database: str, sync: bool, attempt: int, n: int, tag: str, start: float, journal: bool) -> None:
     store = Store(database, database + ".spool", sync=sync)
+    if journal:
+        store.serve()  # as the tracker's workers do: append to the journal, a thread stores batches
     while time.time() < start:
         time.sleep(0.001)
     for i in range(n):
         store.add_event(Event("click", attempt, 1, "https://shop.example.com/", user_agent=f"{tag}-{i}"))
+    store.settle()  # timed until every event is in the database
 
 
-def direct(workers: int, per_worker: int, sync: bool) -> tuple[float, int, int]:
-    """Events/s of ``workers`` processes calling Store.add_event at once, no HTTP; (rate, logged, spooled)."""
+def direct(workers: int, per_worker: int, sync: bool, journal: bool) -> tuple[float, int, int]:
+    """Events/s of ``workers`` processes calling Store.add_event at once, no HTTP; (rate, logged, spooled).
+
+    ``journal``: each process serves (journal + mover thread), timed until all its events are stored;
+    else each event is its own transaction.
+    """
     with scratch() as folder:
         s = seed(folder, sync=sync)
         attempt = int(sqlite3.connect(s.database).execute("SELECT id FROM attempts").fetchone()[0])
         start = time.time() + 1.0
-        procs = [multiprocessing.Process(target=_writer, args=(s.database, sync, attempt, per_worker, f"w{w}", start))
+        procs = [multiprocessing.Process(target=_writer, args=(s.database, sync, attempt, per_worker, f"w{w}", start, journal))
                  for w in range(workers)]
         for proc in procs:
             proc.start()
@@ -105,14 +113,16 @@ def main() -> None:
     print(f"| (bare Flask, no logging: the HTTP ceiling here) | {bare.requests:,} | - | - | - | {bare.rps:,.0f} req/s |"
           f" {bare.p99_ms:.1f} ms |")
     print(f"\nThe store alone: {args.workers} processes calling Store.add_event at once, no HTTP\n")
-    print("| CLICKTRAIL_SYNC | events written | in the database | spooled | lost | events/s |")
-    print("|---|---|---|---|---|---|")
+    print("| CLICKTRAIL_SYNC | write path | events written | in the database | spooled | lost | events/s |")
+    print("|---|---|---|---|---|---|---|")
     for sync in ("yes", "no"):
-        per = 1000 if sync == "yes" else 10_000
-        rate, logged, spooled = direct(args.workers, per, sync == "yes")
-        lost = args.workers * per - logged - spooled
-        assert lost == 0
-        print(f"| {sync} | {args.workers * per:,} | {logged:,} | {spooled} | {lost} | {rate:,.0f} |")
+        for journal in (True, False):
+            per = 1000 if sync == "yes" and not journal else 10_000
+            rate, logged, spooled = direct(args.workers, per, sync == "yes", journal)
+            lost = args.workers * per - logged - spooled
+            assert lost == 0
+            path = "journal, batches (serving)" if journal else "one transaction per event"
+            print(f"| {sync} | {path} | {args.workers * per:,} | {logged:,} | {spooled} | {lost} | {rate:,.0f} |")
     print()
     print(f"HTTP ceiling (bare Flask, same gunicorn and wrk): {bare.rps:,.0f} req/s;"
           f" clicktrail with sync=no reaches {rates['no'] / bare.rps:.2f}x of it")
