@@ -655,7 +655,10 @@ class Store:
 
     def _spool(self, event: Event) -> None:
         line = (json.dumps(asdict(event), ensure_ascii=True) + "\n").encode("ascii")
-        fd = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as e:  # a missing folder, a read-only or full file system
+            raise StoreUnavailable(f"neither the database nor the spool can take events: {e}") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, line)

@@ -137,7 +137,7 @@ def record(parts: Clicktrail, event: Event) -> None:
     """Log a tracking event; a failing store and spool are logged, never passed to the reader."""
     try:
         parts.store.add_event(event)
-    except ClicktrailError as e:
+    except (ClicktrailError, OSError, sqlite3.Error) as e:  # the store wraps these; none may reach the reader
         log.error("event lost to a failing store and spool: %s", e)
 
 

@@ -2,12 +2,16 @@
 
 import re
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from clicktrail.errors import StoreUnavailable
+from clicktrail.journal import Journal
+from clicktrail.logstore import Event
 from clicktrail.messages import track
 from clicktrail.tracker import PIXEL_GIF, Clicktrail, create_app
 
@@ -112,6 +116,26 @@ def test_click_still_redirects_and_pixel_served_when_logging_fails(
     assert len(list(parts.store.events("click"))) == 1 and len(list(parts.store.events("open"))) == 1
     assert not parts.store._journal.waiting()
 
+
+def test_click_and_pixel_answer_when_journal_database_and_spool_all_fail(
+    client: FlaskClient, parts: Clicktrail, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    link, _, pixel = send(parts)[0]
+
+    def read_only(*_: Any, **__: Any) -> None:
+        raise OSError(30, "Read-only file system")
+
+    def locked(*_: Any, **__: Any) -> None:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(Journal, "append", read_only)
+    monkeypatch.setattr(parts.store, "_insert_event", locked)
+    monkeypatch.setattr(parts.store, "spool", str(tmp_path / "gone" / "spool"))  # its folder is missing
+    with pytest.raises(StoreUnavailable, match="neither the database nor the spool"):
+        parts.store.add_event(Event("click", 1))
+    assert client.get(path(link)).status_code == 302
+    resp = client.get(path(pixel))
+    assert resp.status_code == 200 and resp.data == PIXEL_GIF
 
 
 def test_trusted_proxy_count_decides_the_client_ip(settings: dict[str, Any]) -> None:
