@@ -9,12 +9,14 @@ sync the machine losing power.  Committing every event on its own in the
 request had cost the tracker a third of its throughput with 4 workers
 (BENCHMARKS.md).
 
-Files: ``{folder}/{pid}-{n}.jsonl``, one JSON line per event (the spool's
-format).  A process holds an ``flock`` on its open file for as long as it
-writes it, so a file that nobody holds was left by a process that died:
-anyone may adopt it (``files``), store its lines and delete it.  Every
-line carries its event id and the store ignores an id it already has, so a
-line moved twice is stored once.
+Files: ``{folder}/{pid}-{random}-{n}.jsonl``, one JSON line per event (the
+spool's format).  The random part is new for every journal, so a process
+that reuses a dead one's pid never takes its file.  A process holds an
+``flock`` on its open file for as long as it writes it, so a file that
+nobody holds was left by a process that died: anyone may adopt it
+(``files``), store its lines and delete it.  Every line carries its event
+id and the store ignores an id it already has, so a line moved twice is
+stored once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import secrets
 import threading
 from collections.abc import Iterator
 
@@ -37,6 +40,7 @@ class Journal:
 
     def __init__(self, folder: str, sync: bool) -> None:
         self.folder, self.sync, self.pid = folder, sync, os.getpid()
+        self.name = f"{self.pid}-{secrets.token_hex(6)}"
         self.lock = threading.Lock()
         self._n = 0
         os.makedirs(folder, mode=0o700, exist_ok=True)
@@ -44,11 +48,20 @@ class Journal:
 
     def _start_file(self) -> None:
         self._n += 1
-        path = os.path.join(self.folder, f"{self.pid}-{self._n}.jsonl")
-        temp = os.path.join(self.folder, f".{self.pid}-{self._n}.new")
-        fd = os.open(temp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o600)
+        path = os.path.join(self.folder, f"{self.name}-{self._n}.jsonl")
+        temp = os.path.join(self.folder, f".{self.name}-{self._n}.new")
+        fd = os.open(temp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.rename(temp, path)  # seen under its name only once locked: never taken for an orphan
+        try:
+            os.link(temp, path)  # seen under its name only once locked (never taken for an orphan); never over another
+        finally:
+            os.unlink(temp)
+        if self.sync:  # the new name itself must survive a power loss, or so would not its events
+            dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
         self.fd, self.path, self.size, self.moved = fd, path, 0, 0
 
     def append(self, line: bytes) -> None:
@@ -114,12 +127,14 @@ def files(folder: str) -> Iterator[tuple[str, int, bool]]:
         yield path, fd, True
 
 
-def read_all(fd: int) -> bytes:
-    """The whole file behind ``fd``, whole lines only."""
-    chunks = []
+def batches(fd: int) -> Iterator[bytes]:
+    """The file behind ``fd`` as whole lines, at most about BATCH_BYTES at a time (a torn last line is left out)."""
     offset = 0
-    while chunk := os.pread(fd, 1 << 20, offset):
-        chunks.append(chunk)
-        offset += len(chunk)
-    data = b"".join(chunks)
-    return data[: data.rfind(b"\n") + 1]
+    while chunk := os.pread(fd, BATCH_BYTES, offset):
+        cut = chunk.rfind(b"\n") + 1
+        if not cut:
+            if len(chunk) < BATCH_BYTES:
+                return  # a torn last line
+            cut = len(chunk)  # one line longer than a batch: never written by us; passed on to be refused
+        yield chunk[:cut]
+        offset += cut

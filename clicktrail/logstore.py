@@ -6,10 +6,13 @@ schema is built by numbered migrations recorded in ``schema_migrations``.
 The SQL is kept portable (no SQLite-only syntax in queries) so a PostgreSQL
 backend can stand behind the same interface.
 
-When an event cannot be written (database locked, read-only, disk full) it
-is appended to a spool file (JSON Lines, fsync'd) and replayed into the
-database later, by the next successful write or by ``clicktrail replay``.
-Event ids make the replay idempotent.
+A serving process (the web app, the relay) appends each event to its own
+journal file and a thread of it moves the events into the database in
+batches (``journal``).  When an event can be neither journaled nor written
+(database locked, read-only, disk full) it is appended to a spool file
+(JSON Lines, fsync'd) and replayed into the database later: by the mover
+thread, the next successful write, or ``clicktrail replay``.  Event ids
+make every replay idempotent.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import ClicktrailError, StoreUnavailable
-from .journal import Journal, files, read_all
+from .journal import Journal, batches, files
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +190,10 @@ CHECKPOINT_SECONDS = 0.5
 CHECKPOINT_FALLBACK_PAGES = 20_000
 ADOPT_SECONDS = 5.0  # how often a serving process looks for journals of processes that died
 GATHER_SECONDS = 0.002  # while events keep coming, the mover stores a batch at most this often
+# A read first moves this process's own journal (read your own writes), but waits at most this long for the
+# database: a reader is never held up behind another process's write for long; the mover stores it anyway.
+SETTLE_BUSY_MS = 100
+REJECTED = "rejected.txt"  # journal lines the database refuses for good, kept for a person to look at
 
 
 def utcnow() -> str:
@@ -259,6 +266,22 @@ def parse_attempt_key(text: str) -> int | None:
     return value if len(text) == 16 and 0 < value < 2**63 else None
 
 
+def _storable(value: Any) -> Any:
+    """A journal value as the database can take it: text that is not valid Unicode is repaired."""
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: kept visible as U+FFFD
+            return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+def _refused_for_content(e: Exception) -> bool:
+    """Whether the database refused rows for what is in them (for good), not for its own state (for now)."""
+    return (isinstance(e, (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError))
+            or (isinstance(e, sqlite3.ProgrammingError) and "binding parameter" in str(e)))
+
+
 class _Mover:
     """The serving process's background thread: moves its journal into the database, checkpoints the WAL,
     and adopts the journals of processes that died.
@@ -308,11 +331,16 @@ class _Mover:
                     store._connect().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     checkpoint_at = now + CHECKPOINT_SECONDS
                 if now >= adopt_at:
-                    store._adopt_orphans()
                     adopt_at = now + ADOPT_SECONDS
+                    store._adopt_orphans()
+                    if store._spool_waiting():  # the store has recovered: what was spooled goes in now
+                        store._replay(EVENT_BUSY_MS)
             except (sqlite3.Error, OSError, ClicktrailError) as e:
                 log.warning("moving events into the database failed, will retry: %s", e)
                 store._reopen()  # a connection opened read-only stays read-only
+                time.sleep(CHECKPOINT_SECONDS)
+            except Exception:  # noqa: BLE001 - the thread must outlive any surprise, or events wait for ever
+                log.exception("moving events into the database failed unexpectedly, will retry")
                 time.sleep(CHECKPOINT_SECONDS)
             finally:
                 del store
@@ -339,6 +367,7 @@ class Store:
         self._journal: Journal | None = None
         self._mover: _Mover | None = None
         self._move_lock = threading.Lock()
+        self._start_lock = threading.Lock()  # one journal and one mover per process, however many threads race
 
     def serve(self) -> None:
         """For a long-running process (and each worker forked from it): events go through its journal.
@@ -382,24 +411,30 @@ class Store:
         conn = sqlite3.connect(self.path, timeout=busy_ms / 1000, isolation_level=None, check_same_thread=True)
         conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.sync else 'NORMAL'}")
-        if self._serving:
+        if self._serving:  # the mover checkpoints (started by this process's first write, never before a fork)
             conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_FALLBACK_PAGES}")
-            self._mover_here()
         return conn
 
     def _mover_here(self) -> _Mover:
         """This process's mover thread, started on first use (a thread does not survive a fork)."""
         mover = self._mover
         if mover is None or mover.pid != os.getpid():
-            mover = self._mover = _Mover(self)
-            mover.start()
+            with self._start_lock:
+                mover = self._mover
+                if mover is None or mover.pid != os.getpid():
+                    mover = self._mover = _Mover(self)
+                    mover.start()
         return mover
 
     def _journal_here(self) -> Journal:
         journal = self._journal
         if journal is None or journal.pid != os.getpid():
-            journal = self._journal = Journal(self.journal_folder, self.sync)
-            atexit.register(_last_move, weakref.ref(self))  # a worker that stops stores what it holds
+            with self._start_lock:
+                journal = self._journal
+                if journal is None or journal.pid != os.getpid():
+                    journal = Journal(self.journal_folder, self.sync)
+                    self._journal = journal
+                    atexit.register(_last_move, weakref.ref(self))  # a worker that stops stores what it holds
         return journal
 
     def _busy(self, conn: sqlite3.Connection, ms: int) -> None:
@@ -463,6 +498,8 @@ class Store:
         self._write(sql_rows)
 
     def _write(self, sql_rows: Sequence[tuple[str, Sequence[Sequence[Any]]]], busy_ms: int = BUSY_MS) -> None:
+        if self._serving:
+            self._mover_here()  # a serving process that writes checkpoints too
         conn = self._connect()
         self._busy(conn, busy_ms)
         conn.execute("BEGIN IMMEDIATE")
@@ -582,43 +619,80 @@ class Store:
                 continue
             try:
                 value = json.loads(ln)
-                rows.append(tuple(value) if isinstance(value, list) and len(value) == 10
-                            else self._event_row(Event(**value)))
+                row = tuple(value) if isinstance(value, list) and len(value) == 10 else self._event_row(Event(**value))
+                rows.append(tuple(_storable(v) for v in row))
             except (ValueError, TypeError) as e:
                 log.error("%s line skipped, unreadable: %s", source, e)
+                self._reject(ln)
         return rows
 
     def _insert_rows(self, rows: list[tuple[Any, ...]], busy_ms: int = EVENT_BUSY_MS) -> int:
-        """Store event rows in one transaction (an id already stored is skipped); how many were new."""
+        """Store event rows in one transaction (an id already stored is skipped); how many were new.
+
+        A batch the database refuses for what is in it (not for being busy or
+        read-only) is stored row by row, and the rows it refuses are set aside
+        in ``REJECTED``: one bad line never holds up the events after it.
+        """
         conn = self._connect()
         before = conn.total_changes
-        self._write([(self._INSERT_EVENT, rows)], busy_ms)
+        try:
+            self._write([(self._INSERT_EVENT, rows)], busy_ms)
+        except (sqlite3.Error, OverflowError) as e:
+            if not _refused_for_content(e):
+                raise
+            for row in rows:
+                try:
+                    self._write([(self._INSERT_EVENT, [row])], busy_ms)
+                except (sqlite3.Error, OverflowError) as e:
+                    if not _refused_for_content(e):
+                        raise
+                    log.error("event %s refused by the database (%s): set aside in %s", row[0], e, REJECTED)
+                    self._reject(json.dumps(row, default=repr).encode())
         return conn.total_changes - before
 
-    def _move(self) -> int:
-        """Move what this process's journal holds into the database; how many events."""
+    def _reject(self, line: bytes) -> None:
+        os.makedirs(self.journal_folder, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.journal_folder, REJECTED), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.rstrip(b"\n") + b"\n")
+        finally:
+            os.close(fd)
+
+    def _move(self, busy_ms: int = EVENT_BUSY_MS, lock_timeout: float = -1) -> int:
+        """Move what this process's journal holds into the database; how many events.
+
+        ``lock_timeout``: seconds to wait for another thread of this process that is moving it (-1: for ever).
+        """
         journal = self._journal
         if journal is None or journal.pid != os.getpid():
             return 0
         moved = 0
-        with self._move_lock:
+        if not self._move_lock.acquire(timeout=lock_timeout):
+            return 0
+        try:
             while journal.waiting():
                 data, end = journal.unmoved()
                 if not data:
                     break
                 rows = self._rows(data, "journal")
                 if rows:
-                    self._insert_rows(rows)
+                    self._insert_rows(rows, busy_ms)
                 journal.moved_to(end)
                 moved += len(rows)
+        finally:
+            self._move_lock.release()
         return moved
 
     def settle(self) -> None:
-        """Make this process's own journaled events visible to its reads (a no-op when nothing waits)."""
+        """Make this process's own journaled events visible to its reads (a no-op when nothing waits).
+
+        Waits for the database, and for the mover thread's batch, at most about
+        SETTLE_BUSY_MS each: a read is never held up for long (the mover stores them anyway).
+        """
         journal = self._journal
         if journal is not None and journal.waiting() and journal.pid == os.getpid():
             try:
-                self._move()
+                self._move(SETTLE_BUSY_MS, lock_timeout=SETTLE_BUSY_MS / 1000)
             except (sqlite3.Error, OSError) as e:
                 log.warning("journal not moved before reading: %s", e)
 
@@ -630,12 +704,15 @@ class Store:
             try:
                 if not (orphan or live_too):
                     continue
-                rows = self._rows(read_all(fd), "journal")
-                if rows:
-                    new += self._insert_rows(rows, busy_ms)
+                found = 0
+                for data in batches(fd):
+                    rows = self._rows(data, "journal")
+                    if rows:
+                        found += self._insert_rows(rows, busy_ms)
+                new += found
                 if orphan:
                     os.unlink(path)
-                    log.info("journal %s of a finished process stored (%d new events)", path, new)
+                    log.info("journal %s of a finished process stored (%d new events)", path, found)
             finally:
                 os.close(fd)
         return new
@@ -649,9 +726,11 @@ class Store:
         """
         self.settle()
         try:
-            self._adopt_orphans(live_too=True)
+            self._adopt_orphans(SETTLE_BUSY_MS, live_too=True)
         except (sqlite3.Error, OSError) as e:
             log.warning("journals not caught up before reading: %s", e)
+        except Exception:  # noqa: BLE001 - a read must not fail for what another process left in its journal
+            log.exception("journals not caught up before reading")
 
     def _spool(self, event: Event) -> None:
         line = (json.dumps(asdict(event), ensure_ascii=True) + "\n").encode("ascii")

@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from clicktrail import journal
+from clicktrail import journal, logstore
 from clicktrail.logstore import Event, Store
 
 
@@ -108,7 +110,7 @@ def test_journal_files_rotate_once_stored(tmp_path: Path, monkeypatch: pytest.Mo
     store.settle()
     assert stored(store) == [f"u{i}" for i in range(60)]
     (current,) = journal_files(store)
-    assert int(current.split("-")[1].split(".")[0]) > 3  # several files came and went
+    assert int(current.split("-")[-1].split(".")[0]) > 3  # several files came and went
 
 
 def test_without_a_writable_journal_events_go_straight_to_the_database(tmp_path: Path) -> None:
@@ -118,3 +120,106 @@ def test_without_a_writable_journal_events_go_straight_to_the_database(tmp_path:
     Path(store.journal_folder).write_text("not a folder")
     assert store.add_event(Event("click", 1, 1, "https://e.com/", user_agent="direct")) is True
     assert stored(store) == ["direct"]
+
+
+def test_a_new_process_with_a_dead_ones_pid_never_takes_its_journal(tmp_path: Path) -> None:
+    store = serving(tmp_path)
+    folder = Path(store.journal_folder)
+    folder.mkdir(exist_ok=True)
+    row = '["dead-1", "click", null, "2026-12-03T10:00:00.000000+00:00", 7, 1, "https://e.com/", null, "{}", null]\n'
+    for name in (f"{os.getpid()}-1.jsonl", f"{os.getpid()}-abc-1.jsonl"):  # as an earlier process of this pid left them
+        (folder / name).write_text(row.format(name).replace("dead-1", name))
+    store.add_event(Event("click", 7, 1, "https://e.com/", user_agent="new"))
+    assert len(journal_files(store)) == 3
+    assert Store(store.path, store.spool).replay() == 3
+    assert sorted(stored(store)) == sorted([f"{os.getpid()}-1.jsonl", f"{os.getpid()}-abc-1.jsonl", "new"])
+
+
+def test_threads_racing_for_the_first_event_share_one_journal_and_lose_nothing(tmp_path: Path) -> None:
+    for trial in range(5):
+        (tmp_path / str(trial)).mkdir()
+        store = serving(tmp_path / str(trial))
+        start = threading.Barrier(8)
+
+        def first_event(i: int, store: Store = store, start: threading.Barrier = start) -> None:
+            start.wait()
+            store.add_event(Event("click", 7, 1, "https://e.com/", user_agent=f"t{i}"))
+
+        threads = [threading.Thread(target=first_event, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        assert not any(t.is_alive() for t in threads)  # none blocked on another's journal
+        assert len(journal_files(store)) == 1
+        store.settle()
+        assert sorted(stored(store)) == sorted(f"t{i}" for i in range(8))
+
+
+def test_lines_the_database_refuses_are_set_aside_and_the_rest_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logstore, "ADOPT_SECONDS", 0.05)
+    store = serving(tmp_path)
+    folder = Path(store.journal_folder)
+    folder.mkdir(exist_ok=True)
+    ts = "2026-12-03T10:00:00.000000+00:00"
+    lines = [
+        f'["e1", "click", null, "{ts}", 7, 1, "https://e.com/", null, "before", null]',
+        f'["e2", "click", null, "{ts}", 7, 1, "https://e.com/\\udc80", null, "surrogate", null]',  # repaired
+        f'["e3", null, null, "{ts}", 7, 1, "https://e.com/", null, "no type", null]',  # NOT NULL: refused
+        f'["e4", "click", null, "{ts}", 7, 1, {{"a": 1}}, null, "a mapping", null]',  # cannot be bound: refused
+        f'["e5", "click", null, "{ts}", {2**70}, 1, "https://e.com/", null, "too big", null]',  # refused
+        "not json at all",
+        f'["e6", "click", null, "{ts}", 7, 1, "https://e.com/", null, "after", null]',
+    ]
+    (folder / "999999-dead-1.jsonl").write_text("\n".join(lines) + "\n")
+    store.add_event(Event("click", 7, 1, "https://e.com/", user_agent="live"))  # starts the mover, which adopts
+    for _ in range(200):
+        if journal_files(store) == [n for n in journal_files(store) if n.startswith(f"{os.getpid()}-")]:
+            break
+        time.sleep(0.05)
+    store.settle()
+    assert sorted(stored(store)) == ["after", "before", "live", "surrogate"]
+    urls = [u for (u,) in store._connect().execute("SELECT url FROM events WHERE user_agent = 'surrogate'")]
+    assert urls == ["https://e.com/\ufffd"]
+    rejected = (folder / logstore.REJECTED).read_text().splitlines()
+    assert len(rejected) == 4 and "not json at all" in rejected
+    assert any(t.name == "clicktrail-mover" for t in threading.enumerate())
+
+
+def test_a_serving_process_replays_its_spool_by_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logstore, "ADOPT_SECONDS", 0.05)
+    store = serving(tmp_path)
+    store._spool(Event("click", 7, 1, "https://e.com/", user_agent="spooled"))  # as when the store was failing
+    store.add_event(Event("click", 7, 1, "https://e.com/", user_agent="later"))
+    for _ in range(200):
+        if Path(store.spool).stat().st_size == 0:
+            break
+        time.sleep(0.05)
+    store.settle()
+    assert sorted(stored(store)) == ["later", "spooled"]
+
+
+def test_no_thread_is_started_before_the_first_write(tmp_path: Path) -> None:
+    code = textwrap.dedent(f"""
+        import threading
+        from clicktrail.tracker import create_app
+        create_app({{"database": {str(tmp_path / "p.db")!r}, "secret_key": "k"}})
+        print(sorted(t.name for t in threading.enumerate()))
+    """)  # what gunicorn --preload runs in its master before it forks the workers
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['MainThread']"
+
+
+def test_a_short_journal_write_is_taken_back_and_the_event_stored_directly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = serving(tmp_path)
+    store.add_event(Event("click", 7, 1, "https://e.com/", user_agent="first"))
+    real_write = os.write
+    monkeypatch.setattr(journal.os, "write", lambda fd, data: real_write(fd, data[:10]))  # the disk filled up
+    assert store.add_event(Event("click", 7, 1, "https://e.com/", user_agent="second")) is True
+    monkeypatch.undo()
+    store.settle()
+    assert sorted(stored(store)) == ["first", "second"]
+    assert store._journal is not None
+    assert Path(store._journal.path).read_bytes().count(b"\n") == 1  # the torn line is gone
