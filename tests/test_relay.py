@@ -100,7 +100,7 @@ def relay(settings: dict[str, Any], stack: ExitStack) -> Callable[..., Relay]:
     def start(upstream_port: int, loopback: bool | None = None, **overrides: Any) -> Relay:
         values = {**settings, "smtp_listen": f"127.0.0.1:{free_port()}", "smtp_upstream": f"127.0.0.1:{upstream_port}",
                   "smtp_hostname": "relay.test", **overrides}
-        r = Relay(build(config_mod.load(environ={}, overrides=values)), loopback=loopback)
+        r = Relay(build(config_mod.load(environ={}, overrides=values), serving=True), loopback=loopback)
         r.start()
         stack.callback(r.stop)
         return r
