@@ -98,7 +98,7 @@ def logs(kind: str, since: str | None) -> None:
 
 @main.command()
 def replay() -> None:
-    """Move events spooled while the database was failing into the database."""
+    """Move spooled events, and what every journal holds, into the database (each event once)."""
     try:
         n = _parts().store.replay()
     except ClicktrailError as e:

@@ -152,7 +152,8 @@ SETTINGS = (
     Setting("max_message_bytes", _int, 10_000_000,
             "Largest request body POST /api/messages accepts, in bytes; a larger one gets 413."),
     Setting("spool", _text, None,
-            "Append-only file for events the database could not take; default: the database path + .spool."),
+            "Append-only file for events the database could not take (the journals go in the folder of its name + .journal);"
+            " default: the database path + .spool."),
     Setting("sync", yes_no, False,
             "fsync every event write (SQLite synchronous=FULL): survives power loss, at a few hundred events/s on"
             " a slow disk; off (synchronous=NORMAL in WAL) survives any process crash or kill."),
