@@ -40,7 +40,7 @@ from .delivery import Upstream, deliver, split_hostport, summary
 from .errors import ClicktrailError, ConfigError
 from .logstore import utcnow
 from .messages import Copy, track, untouched
-from .mime import BadSwitch, drop_headers, looks_like_mime
+from .mime import SWITCHES, BadSwitch, drop_headers, looks_like_mime
 from .rewrite import Options
 from .tracker import Clicktrail
 
@@ -189,10 +189,11 @@ class Relay:
         """One copy per recipient: rewritten with the login's defaults, or untouched when DKIM-signed."""
         if not rcpts:
             return []
-        if looks_like_mime(raw) and "dkim-signature" in email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw):
+        headers = email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw) if looks_like_mime(raw) else None
+        if headers is not None and "dkim-signature" in headers:
             if not self.cfg["smtp_rewrite_dkim"]:
                 log.warning("message carries a DKIM-Signature: forwarded untouched, without tracking")
-                return untouched(self.parts.store, raw, rcpts)
+                return untouched(self.parts.store, _without_unsigned_switches(raw, headers), rcpts)
             log.warning("message carries a DKIM-Signature: removed, as rewriting breaks it")
             raw = drop_headers(raw, ("dkim-signature",))
         c = self.cfg
@@ -223,6 +224,17 @@ class Relay:
             ])
         except sqlite3.Error as e:  # the copies went; at worst a retry sends them again
             log.error("delivered copies not remembered: %s", e)
+
+
+def _without_unsigned_switches(raw: bytes, headers: Any) -> bytes:
+    """A signed message without our switch headers, unless a signature covers them (removing those would break it)."""
+    signed: set[str] = set()
+    for sig in headers.get_all("dkim-signature", []):
+        for tag in "".join(str(sig).split()).split(";"):
+            if tag.lower().startswith("h="):
+                signed.update(name.lower() for name in tag[2:].split(":"))
+    names = tuple(n for n in SWITCHES if n not in signed)
+    return drop_headers(raw, names) if names else raw
 
 
 def _message_id(raw: bytes) -> str | None:
