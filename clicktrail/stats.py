@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
-from werkzeug.security import check_password_hash
+from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
 from .aggregate import Timer
@@ -74,6 +74,12 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(digest(a), digest(b))
 
 
+@functools.cache
+def _decoy(method: str) -> str:
+    """A hash of a random password, made as ``method`` makes them."""
+    return generate_password_hash(secrets.token_urlsafe(16), method=method)
+
+
 def verify(user: str, password: str) -> str | None:
     """The user name these credentials log in as, or None."""
     cfg = ct().config
@@ -81,6 +87,9 @@ def verify(user: str, password: str) -> str | None:
         for name, hashed in cfg["stats_users"]:
             if _same(name, user):
                 return name if check_password_hash(hashed, password) else None
+        # An unknown name costs the same hash check as a known one, so timing does not tell which names exist.
+        method = cfg["stats_users"][0][1].partition("$")[0] if cfg["stats_users"] else "scrypt"
+        check_password_hash(_decoy(method), password)
         return None
     want = cfg["stats_password"]
     if not want or not password:

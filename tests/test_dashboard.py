@@ -10,12 +10,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import html5lib
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from clicktrail import aggregate, periods, summary
+from clicktrail import aggregate, periods, stats, summary
 from clicktrail.cli import main
 from clicktrail.errors import ConfigError
 from clicktrail.logstore import Attempt, Event, Store, attempt_key, new_id
@@ -228,6 +229,18 @@ def test_users_log_in_with_hashed_passwords(settings: dict[str, Any]) -> None:
     assert login(client, "bob-pass-2", user="bob").status_code == 302
 
 
+def test_an_unknown_user_costs_a_hash_check_like_a_known_one(settings: dict[str, Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    users = f"ann:{generate_password_hash('ann-pass-1')}"
+    client = create_app({**settings, "stats_password": None, "stats_users": users}).test_client()
+    checked: list[str] = []
+    real = stats.check_password_hash
+    monkeypatch.setattr(stats, "check_password_hash", lambda h, p: checked.append(p) or real(h, p))
+    assert login(client, "ann-pass-1", user="nobody").status_code == 401
+    assert login(client, "wrong-pass", user="ann").status_code == 401
+    assert checked == ["ann-pass-1", "wrong-pass"]  # the same work whether or not the user exists
+
+
 def test_a_hashed_shared_password(settings: dict[str, Any]) -> None:
     client = create_app({**settings, "stats_password": generate_password_hash("long-pass-9")}).test_client()
     assert login(client, "long-pass-9").status_code == 302
@@ -310,6 +323,38 @@ def test_periods_and_tags_filter(client: FlaskClient, parts: Clicktrail) -> None
     tag_page = client.get("/stats/tag?period=30d&tag=winter").text
     assert 'id="tag-name">winter<' in tag_page
     assert card(tag_page, "messages") == "3" and "reader2@example.com" in tag_page and "autumn" not in tag_page
+
+
+def submitted(page: str, pick: dict[str, str] | None = None) -> dict[str, str]:
+    """What a browser sends for the period form: its inputs, and each select's option (``pick``: by shown text)."""
+    form = next(f for f in html5lib.parse(page, namespaceHTMLElements=False).iter("form")
+                if f.get("id") == "period-form")
+    sent = {i.get("name", ""): i.get("value", "") for i in form.iter("input")}
+    shown = lambda option: " ".join("".join(option.itertext()).split())  # noqa: E731 - as a browser shows it
+    for select in form.iter("select"):
+        name, options = select.get("name", ""), list(select.iter("option"))
+        if pick and name in pick:
+            chosen = next(o for o in options if shown(o) == pick[name])
+        else:
+            chosen = next((o for o in options if o.get("selected") is not None), options[0])
+        sent[name] = chosen.get("value", shown(chosen))  # an option without a value sends its text, collapsed
+    return sent
+
+
+def test_the_tag_picker_sends_the_tag_exactly_and_keeps_it_across_periods(client: FlaskClient,
+                                                                          parts: Clicktrail) -> None:
+    send(parts.store, 2, "spring  sale ", at=NOW - timedelta(days=20))
+    send(parts.store, 1, "winter", at=NOW - timedelta(hours=2))
+    login(client)
+    form = submitted(client.get("/stats?period=30d").text, pick={"tag": "spring sale"})
+    assert form["tag"] == "spring  sale "
+    page = client.get("/stats", query_string=form).text
+    assert card(page, "messages") == "2"
+    form = submitted(page)
+    assert form == {**form, "tag": "spring  sale ", "period": "30d"}  # the chosen tag is selected
+    day = client.get("/stats", query_string={**form, "period": "24h"}).text  # a period without that tag
+    assert submitted(day)["tag"] == "spring  sale " and card(day, "messages") == "0"
+    assert submitted(client.get("/stats?period=30d").text)["tag"] == ""  # all tags
 
 
 def test_untagged_messages_have_their_own_tag_page(client: FlaskClient, parts: Clicktrail) -> None:
