@@ -18,7 +18,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, abort, current_app, has_request_context, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
@@ -164,6 +165,15 @@ def logout() -> Response:
     return redirect(url_for("stats.login"))
 
 
+class TLSAwareSession(SecureCookieSessionInterface):
+    """The session cookie, ``Secure`` also whenever the request itself came over TLS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        # The click domain may be http:// while the dashboard is reached over https, e.g. a
+        # dashboard host behind nginx (X-Forwarded-Proto, believed with CLICKTRAIL_TRUSTED_PROXIES).
+        return bool(super().get_cookie_secure(app) or (has_request_context() and request.is_secure))
+
+
 def _start_timer(app: Flask, interval: int) -> None:
     """Start the aggregation timer in each worker process, on its first request.
 
@@ -194,6 +204,7 @@ def init_app(app: Flask) -> None:
         log.warning("stats dashboard off: set CLICKTRAIL_STATS_PASSWORD or CLICKTRAIL_STATS_USERS to turn it on"
                     " (tracking works without it)")
     app.config["CLICKTRAIL_DASHBOARD"] = on
+    app.session_interface = TLSAwareSession()
     app.register_blueprint(bp)
     if on and cfg["aggregate_interval"]:
         _start_timer(app, cfg["aggregate_interval"])

@@ -209,6 +209,22 @@ def test_no_secure_cookie_on_plain_http(settings: dict[str, Any]) -> None:
     assert "Secure" not in login(client).headers["Set-Cookie"]
 
 
+@pytest.mark.parametrize("proxies, base, headers, secure", [
+    (0, "https://127.0.0.1:8000", {}, True),  # TLS to the app itself
+    (1, "http://127.0.0.1:8000", {"X-Forwarded-Proto": "https"}, True),  # TLS to nginx in front
+    (0, "http://127.0.0.1:8000", {"X-Forwarded-Proto": "https"}, False),  # a client's claim, not believed
+    (1, "http://127.0.0.1:8000", {"X-Forwarded-Proto": "http"}, False),
+])
+def test_the_cookie_is_secure_when_the_request_came_over_tls(settings: dict[str, Any], proxies: int, base: str,
+                                                             headers: dict[str, str], secure: bool) -> None:
+    app = create_app({**settings, "click_domain": "http://127.0.0.1:8000", "trusted_proxies": proxies})
+    client = app.test_client()
+    page = client.get("/login", base_url=base, headers=headers).text
+    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    resp = client.post("/login", base_url=base, headers=headers, data={"csrf": token, "password": "s3cret-pass"})
+    assert resp.status_code == 302 and ("; Secure" in resp.headers["Set-Cookie"]) == secure
+
+
 def test_login_needs_the_form_token(client: FlaskClient) -> None:
     client.get("/login")
     assert client.post("/login", data={"password": "s3cret-pass"}).status_code == 400
