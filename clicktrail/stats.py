@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("stats", __name__)
 HASH_METHODS = ("scrypt", "pbkdf2")
+QUOTE = "(a hash holds '$': put the value in single quotes in a shell or in clicktrail.env)"
 SHARED_USER = "stats"  # the user name of whoever logs in with the shared password
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -47,7 +48,11 @@ def enabled(cfg: Any) -> bool:
     for name, hashed in cfg["stats_users"]:
         if not is_hash(hashed):
             raise ConfigError(f"CLICKTRAIL_STATS_USERS: the entry for {name!r} is not a password hash;"
-                              " make one with `clicktrail hash-password`")
+                              f" make one with `clicktrail hash-password` {QUOTE}")
+    want = cfg["stats_password"] or ""
+    if want.startswith(tuple(m + ":" for m in HASH_METHODS)) and not is_hash(want):
+        # What sh leaves of a hash it expanded ("scrypt:32768:8:1"): as a plain password, anyone could guess it.
+        raise ConfigError(f"CLICKTRAIL_STATS_PASSWORD is a password hash cut short at a '$' {QUOTE}")
     if cfg["stats_password"] or cfg["stats_users"]:
         return True
     if cfg["dashboard"] == "on":

@@ -267,6 +267,12 @@ def test_a_user_entry_without_a_hash_stops_start_up(settings: dict[str, Any]) ->
         create_app({**settings, "stats_users": "ann:plaintext"})
 
 
+@pytest.mark.parametrize("cut", ["scrypt:32768:8:1", "pbkdf2:sha256:600000", "scrypt:32768:8:1$salt"])
+def test_a_hash_cut_short_by_a_shell_stops_start_up(settings: dict[str, Any], cut: str) -> None:
+    with pytest.raises(ConfigError, match=r"CLICKTRAIL_STATS_PASSWORD is a password hash cut short.*single quotes"):
+        create_app({**settings, "stats_password": cut})
+
+
 def test_dashboard_on_without_a_password_refuses_to_start(settings: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="no default password"):
         create_app({**settings, "stats_password": None, "dashboard": "on"})
