@@ -127,7 +127,8 @@ SETTINGS = (
     Setting("click_domain", _base_url, "http://127.0.0.1:8000",
             "Base URL of the click domain that tracked links point at."),
     Setting("dashboard_host", _host, None,
-            "Host (and port) of the stats pages besides the click domains; default: the click domain's host."),
+            "Host (and port) of the stats dashboard and /api (click domains serve tracked links only);"
+            " default: the click domain's host."),
     Setting("database", _text, "clicktrail.db", "SQLite database file."),
     Setting("secret_key", _text, None,
             "Key that signs link identifiers; when unset, generated once and kept beside the database.",
