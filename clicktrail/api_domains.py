@@ -98,7 +98,8 @@ def add_domain() -> Response:
     domain = _text(values, "domain")
     kind, value, field = _identity(values)
     _checked(field, domains.identity, kind, value)  # a bad identity is named before the domain is read
-    entry = _checked("domain", domains.add, ct().store, kind, value, domain)
+    parts = ct()
+    entry = _checked("domain", domains.add, parts.store, kind, value, domain, domains.own_names(parts.config))
     resp = jsonify(entry_json(entry))
     resp.status_code = 201
     return resp

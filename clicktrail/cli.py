@@ -311,7 +311,8 @@ def domains_add(domain: str, from_: str | None, login: str | None, api_key: str 
 
     kind, value = _identity(from_, login, api_key)
     try:
-        entry = domains_mod.add(_parts().store, kind, value, domain)
+        parts = _parts()
+        entry = domains_mod.add(parts.store, kind, value, domain, domains_mod.own_names(parts.config))
     except ClicktrailError as e:
         raise click.ClickException(e.message) from e
     click.echo(f"{domains_mod.KIND_NAMES[entry.kind]} {entry.value} -> {entry.base}")

@@ -9,6 +9,7 @@ settings table is checked against ``SETTINGS`` by a test.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import tomllib
 from collections.abc import Callable, Mapping
@@ -126,7 +127,8 @@ SETTINGS = (
     Setting("click_domain", _base_url, "http://127.0.0.1:8000",
             "Base URL of the click domain that tracked links point at."),
     Setting("dashboard_host", _host, None,
-            "Host (and port) of the stats pages besides the click domains; default: the click domain's host."),
+            "Host (and port) of the stats dashboard and /api (click domains serve tracked links only);"
+            " default: the click domain's host."),
     Setting("database", _text, "clicktrail.db", "SQLite database file."),
     Setting("secret_key", _text, None,
             "Key that signs link identifiers; when unset, generated once and kept beside the database.",
@@ -176,6 +178,14 @@ SETTINGS = (
     Setting("smtp_hostname", _text, None, "Name the relay greets with and sends in EHLO; default: this host's name."),
 )
 _BY_ENV = {s.env: s for s in SETTINGS}
+# A value left as an example's placeholder is published text: a key or password anyone can read.
+_PLACEHOLDER = re.compile(r"^\s*['\"]?change[-_ ]?me", re.IGNORECASE)
+
+
+def _placeholder(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):  # a list of keys, or of user name and hash pairs
+        return any(_placeholder(v) for v in value)
+    return isinstance(value, str) and bool(_PLACEHOLDER.match(value))
 
 
 class Config(Mapping[str, Any]):
@@ -230,6 +240,9 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
             values[s.name] = None if raw is None else s.parse(raw)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{where}: bad value: {e}") from e
+        if _placeholder(values[s.name]):
+            raise ConfigError(f"{where}: still the placeholder of the settings example; set a value of your own"
+                              " (README, Deploy)")
     folder = Path(values["database"]).parent
     if not folder.is_dir():  # a mistyped path must not start an empty tracker somewhere else
         raise ConfigError(f"CLICKTRAIL_DATABASE: the folder {folder} does not exist")

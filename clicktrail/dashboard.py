@@ -30,15 +30,20 @@ def user_zone() -> ZoneInfo:
     return periods.zone(ct().config["timezone"])
 
 
-def _page(tag: str | None) -> str:
+def _page(tag: str | None, picker: bool = False) -> str:
     tz = user_zone()
     period = periods.choose(request.args, tz)
     store = ct().store
     numbers = summary.overview(store, period, tag)
     buckets = summary.series(store, period, tag)
+    tags = summary.tags(store, period)
+    # The chosen tag stays a choice in a period without it, so "Show" keeps the filter.
+    picks = [t["tag"] for t in tags if t["tag"]]
+    if tag and tag not in picks:
+        picks.append(tag)
     return render_template(
-        "stats.html", s=numbers, chart=charts.opens_and_clicks(buckets), period=period, tag=tag,
-        tags=summary.tags(store, period), messages=summary.messages(store, period, tag),
+        "stats.html", s=numbers, chart=charts.opens_and_clicks(buckets), period=period, tag=tag, picker=picker,
+        picks=picks, tags=tags, messages=summary.messages(store, period, tag),
         fresh=summary.freshness(store), show=lambda ts: periods.show(ts, tz), tz=tz, zones=periods.timezones(),
         csrf=csrf_token(), here=request.full_path.rstrip("?"), presets=list(periods.PRESETS), query=period.query(),
     )
@@ -49,7 +54,7 @@ def _page(tag: str | None) -> str:
 def overview() -> str:
     """Messages, opens and clicks with rates, the chart and the best links, for a period and tag."""
     tag = request.args.get("tag") or None
-    return _page(tag)
+    return _page(tag, picker=True)
 
 
 @bp.route("/stats/tag")

@@ -6,7 +6,8 @@ CNAME to the tracker); everything else uses the default click domain
 (``CLICKTRAIL_CLICK_DOMAIN``).  The table ``click_domains`` is keyed by
 identity kind and value.  Links minted for a custom domain are bound to its
 host (``Signer.mint(..., host=...)``); the tracker answers only on the
-configured click domains and the dashboard host, and 404s any other ``Host``.
+configured click domains and the dashboard host, and 404s any other ``Host``;
+the dashboard and /api answer on the dashboard host only.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import ipaddress
 import logging
 import re
 import sqlite3
+from collections.abc import Collection
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -37,6 +39,7 @@ KINDS = ("api_key", "login", "from")
 KIND_NAMES = {"api_key": "API key", "login": "SMTP login", "from": "From domain"}
 _LABEL = r"(?!-)[a-z0-9_-]{1,63}(?<!-)"
 _DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_HOST_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")  # a host name's label: no "_", unlike other DNS names
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 
@@ -88,6 +91,36 @@ def parse_base(text: str) -> str:
     return f"{parts.scheme}://{host}"
 
 
+def click_domain(text: str, reserved: Collection[str] = ()) -> str:
+    """A sender's new click domain as a base URL; BadInput unless it is a DNS host name of ours to give.
+
+    That is two labels or more of letters, digits and hyphens (no IP address,
+    no ``localhost``), and none of ``reserved`` (the tracker's own host names).
+    """
+    base = parse_base(text)
+    name = urlsplit(base).hostname or ""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        raise BadInput(f"{text!r} is an IP address; a click domain is a DNS name (a CNAME to the tracker),"
+                       " such as offers.example.com")
+    labels = name.split(".")
+    if len(labels) < 2 or not all(_HOST_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        raise BadInput(f"{text!r} is not a DNS host name of two labels or more (letters, digits and hyphens),"
+                       " such as offers.example.com")
+    if name in reserved:
+        raise BadInput(f"{name} is the tracker's own host (the default click domain or the dashboard host),"
+                       " not a sender's click domain")
+    return base
+
+
+def own_names(cfg: Any) -> set[str]:
+    """The host names (without port) of the default click domain and the dashboard host."""
+    return {urlsplit("//" + host).hostname or "" for host in home_hosts(cfg)}
+
+
 def host_of(base: str) -> str:
     """The ``Host`` a browser sends for a base URL: the host, and the port if not the default one."""
     scheme, _, netloc = base.partition("://")
@@ -108,9 +141,9 @@ def identity(kind: str, value: str) -> str:
 
 
 # -- the table --------------------------------------------------------------------------
-def add(store: Store, kind: str, value: str, base: str) -> Entry:
-    """Give a sender identity its click domain (replacing any it had)."""
-    entry = Entry(kind, identity(kind, value), parse_base(base), utcnow())
+def add(store: Store, kind: str, value: str, base: str, reserved: Collection[str] = ()) -> Entry:
+    """Give a sender identity its click domain (replacing any it had); ``reserved``: host names it may not be."""
+    entry = Entry(kind, identity(kind, value), click_domain(base, reserved), utcnow())
     store.write([
         ("DELETE FROM click_domains WHERE kind = ? AND value = ?", [(entry.kind, entry.value)]),
         ("INSERT INTO click_domains (kind, value, base, host, added) VALUES (?, ?, ?, ?, ?)",
@@ -185,12 +218,14 @@ def from_domain(raw: bytes) -> str | None:
 
 
 # -- the hosts the tracker answers on ---------------------------------------------------------
+def dashboard_host(cfg: Any) -> str:
+    """The one host that serves the dashboard and /api: CLICKTRAIL_DASHBOARD_HOST, else the click domain's."""
+    return str(cfg["dashboard_host"] or host_of(cfg["click_domain"]))
+
+
 def home_hosts(cfg: Any) -> set[str]:
     """The default click domain's host and the dashboard host: where unbound links are valid."""
-    hosts = {host_of(cfg["click_domain"])}
-    if cfg["dashboard_host"]:
-        hosts.add(cfg["dashboard_host"])
-    return hosts
+    return {host_of(cfg["click_domain"]), dashboard_host(cfg)}
 
 
 def request_host() -> str:
@@ -216,14 +251,19 @@ def host_allowed(parts: Any, host: str) -> bool:
 
 
 def _only_our_hosts() -> None:
-    from .tracker import ct
+    from .tracker import TRACKING, ct
 
-    if not host_allowed(ct(), request_host()):
+    parts, host = ct(), request_host()
+    if host == parts.dashboard_host:
+        return
+    # A click domain is a sender's name: it serves that sender's links, never the
+    # dashboard's login or the API, which would then answer under every sender's name.
+    if request.endpoint not in TRACKING or not host_allowed(parts, host):
         abort(404)
 
 
 def init_app(app: Flask) -> None:
-    """Answer only on our own hosts."""
+    """Answer only on our own hosts: tracked links on every click domain, the rest on the dashboard host."""
     app.before_request(_only_our_hosts)
 
 

@@ -2,7 +2,9 @@
 
 Everything is stored in UTC; a period is a range of whole UTC hours (the
 grain of the summaries), chosen as the last 24 hours, 7 days, 30 days, or
-custom dates read in the user's timezone.
+custom dates read in the user's timezone.  An hour belongs to the local day
+it ends in, so in a zone with a half-hour offset (Asia/Kolkata) a day is the
+24 UTC hours from the one its midnight falls in (23:30 to 23:30 local).
 """
 
 from __future__ import annotations
@@ -15,8 +17,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from .errors import BadInput
 
 HOUR = timedelta(hours=1)
+TICK = timedelta(microseconds=1)
 PRESETS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 MAX_SPAN = timedelta(days=400)
+# Custom dates stay a year inside datetime's range, so a period, its days and
+# its timezone offsets never overflow; no mail is that old or that far ahead.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -74,13 +80,17 @@ class Period:
         """``t`` in the user's timezone."""
         return t.astimezone(self.tz)
 
+    def day_of(self, hour: datetime) -> date:
+        """The local day an hour (given by its UTC start) counts towards: the one it ends in."""
+        return self.local(hour + HOUR - TICK).date()
+
     @property
     def first_day(self) -> date:
-        return self.local(self.start).date()
+        return self.day_of(self.start)
 
     @property
     def last_day(self) -> date:
-        return self.local(self.end - timedelta(microseconds=1)).date()
+        return self.day_of(self.end - HOUR)
 
     def query(self) -> dict[str, str]:
         """The URL parameters that choose this period again."""
@@ -91,9 +101,13 @@ class Period:
 
 def _day(value: str, name: str) -> date:
     try:
-        return date.fromisoformat(value.strip())
+        day = date.fromisoformat(value.strip())
     except ValueError as e:
         raise BadInput(f"{name}: {value!r} is not a date such as 2026-12-01", name) from e
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadInput(f"{name}: {day.isoformat()} is out of range: pick a date from {FIRST_DAY.isoformat()}"
+                       f" to {LAST_DAY.isoformat()}", name)
+    return day
 
 
 def choose(args: Mapping[str, str], tz: ZoneInfo, now: datetime | None = None) -> Period:
@@ -108,9 +122,10 @@ def choose(args: Mapping[str, str], tz: ZoneInfo, now: datetime | None = None) -
     first, last = _day(args.get("from", ""), "from"), _day(args.get("to", ""), "to")
     if last < first:
         raise BadInput("the period ends before it starts: 'to' must be on or after 'from'", "to")
-    start = datetime.combine(first, time(), tz).astimezone(UTC)
-    end = datetime.combine(last + timedelta(days=1), time(), tz).astimezone(UTC)
-    start, end = floor_hour(start), floor_hour(end) + (HOUR if end != floor_hour(end) else timedelta())
+    # Local midnights down to whole UTC hours, the summaries' grain: each hour then
+    # falls in exactly one day (Period.day_of), and the dates read back as asked.
+    start = floor_hour(datetime.combine(first, time(), tz).astimezone(UTC))
+    end = floor_hour(datetime.combine(last + timedelta(days=1), time(), tz).astimezone(UTC))
     if end - start > MAX_SPAN:
         raise BadInput(f"the period is too long: at most {MAX_SPAN.days} days", "to")
     return Period("custom", start, end, tz)

@@ -18,8 +18,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request, session, url_for
-from werkzeug.security import check_password_hash
+from flask import Blueprint, Flask, abort, current_app, has_request_context, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
+from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
 from .aggregate import Timer
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("stats", __name__)
 HASH_METHODS = ("scrypt", "pbkdf2")
+QUOTE = "(a hash holds '$': put the value in single quotes in a shell or in clicktrail.env)"
 SHARED_USER = "stats"  # the user name of whoever logs in with the shared password
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +48,11 @@ def enabled(cfg: Any) -> bool:
     for name, hashed in cfg["stats_users"]:
         if not is_hash(hashed):
             raise ConfigError(f"CLICKTRAIL_STATS_USERS: the entry for {name!r} is not a password hash;"
-                              " make one with `clicktrail hash-password`")
+                              f" make one with `clicktrail hash-password` {QUOTE}")
+    want = cfg["stats_password"] or ""
+    if want.startswith(tuple(m + ":" for m in HASH_METHODS)) and not is_hash(want):
+        # What sh leaves of a hash it expanded ("scrypt:32768:8:1"): as a plain password, anyone could guess it.
+        raise ConfigError(f"CLICKTRAIL_STATS_PASSWORD is a password hash cut short at a '$' {QUOTE}")
     if cfg["stats_password"] or cfg["stats_users"]:
         return True
     if cfg["dashboard"] == "on":
@@ -74,6 +80,12 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(digest(a), digest(b))
 
 
+@functools.cache
+def _decoy(method: str) -> str:
+    """A hash of a random password, made as ``method`` makes them."""
+    return generate_password_hash(secrets.token_urlsafe(16), method=method)
+
+
 def verify(user: str, password: str) -> str | None:
     """The user name these credentials log in as, or None."""
     cfg = ct().config
@@ -81,6 +93,9 @@ def verify(user: str, password: str) -> str | None:
         for name, hashed in cfg["stats_users"]:
             if _same(name, user):
                 return name if check_password_hash(hashed, password) else None
+        # An unknown name costs the same hash check as a known one, so timing does not tell which names exist.
+        method = cfg["stats_users"][0][1].partition("$")[0] if cfg["stats_users"] else "scrypt"
+        check_password_hash(_decoy(method), password)
         return None
     want = cfg["stats_password"]
     if not want or not password:
@@ -155,6 +170,15 @@ def logout() -> Response:
     return redirect(url_for("stats.login"))
 
 
+class TLSAwareSession(SecureCookieSessionInterface):
+    """The session cookie, ``Secure`` also whenever the request itself came over TLS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        # The click domain may be http:// while the dashboard is reached over https, e.g. a
+        # dashboard host behind nginx (X-Forwarded-Proto, believed with CLICKTRAIL_TRUSTED_PROXIES).
+        return bool(super().get_cookie_secure(app) or (has_request_context() and request.is_secure))
+
+
 def _start_timer(app: Flask, interval: int) -> None:
     """Start the aggregation timer in each worker process, on its first request.
 
@@ -185,6 +209,7 @@ def init_app(app: Flask) -> None:
         log.warning("stats dashboard off: set CLICKTRAIL_STATS_PASSWORD or CLICKTRAIL_STATS_USERS to turn it on"
                     " (tracking works without it)")
     app.config["CLICKTRAIL_DASHBOARD"] = on
+    app.session_interface = TLSAwareSession()
     app.register_blueprint(bp)
     if on and cfg["aggregate_interval"]:
         _start_timer(app, cfg["aggregate_interval"])

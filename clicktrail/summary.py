@@ -131,7 +131,7 @@ def series(store: Store, period: Period, tag: str | None = None) -> list[Bucket]
         t = period.start
         while t < period.end:
             local = period.local(t)
-            buckets[t.strftime("%Y-%m-%dT%H")] = Bucket(local, local.strftime("%d %b %H:00"))
+            buckets[t.strftime("%Y-%m-%dT%H")] = Bucket(local, local.strftime("%d %b %H:%M"))
             t += HOUR
     else:
         d = period.first_day
@@ -142,7 +142,7 @@ def series(store: Store, period: Period, tag: str | None = None) -> list[Bucket]
         if period.hourly:
             key: Any = hour
         else:
-            key = period.local(datetime.fromisoformat(hour + ":00:00+00:00")).date()
+            key = period.day_of(datetime.fromisoformat(hour + ":00:00+00:00"))
         b = buckets.get(key)
         if b is not None:
             b.opens += int(o or 0)

@@ -48,6 +48,7 @@ NO_CACHE = {
 }
 
 bp = Blueprint("tracking", __name__)
+TRACKING = frozenset({"tracking.follow"})  # the endpoints every click domain serves: click, image, pixel
 
 
 @dataclass
@@ -67,6 +68,11 @@ class Clicktrail:
     def home_hosts(self) -> frozenset[str]:
         """Hosts where links of the default click domain are valid (settings do not change while running)."""
         return frozenset(domains.home_hosts(self.config))
+
+    @cached_property
+    def dashboard_host(self) -> str:
+        """The host that serves the dashboard and /api besides the tracked links."""
+        return domains.dashboard_host(self.config)
 
 
 def ct() -> Clicktrail:

@@ -24,6 +24,7 @@ from reliability import log_in, seed
 from werkzeug.routing import Rule
 from werkzeug.test import TestResponse
 
+from clicktrail import apikeys, domains
 from clicktrail.tracker import Clicktrail, create_app
 
 PUBLIC = {"tracking.follow"}  # the click, image and pixel routes
@@ -128,3 +129,18 @@ def test_logged_in_the_same_walk_gets_the_pages(client: FlaskClient, settings: d
     """The control: with a session the stats page answers, so the refusals above are the login's doing."""
     log_in(client, settings["stats_password"])
     assert client.get("/stats").status_code == 200
+
+
+def test_a_click_domain_answers_404_on_every_route_but_tracking(app: Flask, parts: Clicktrail) -> None:
+    """A sender's click domain is not a second door: not even a valid API key opens a route there."""
+    domains.add(parts.store, "from", "shop.example", "offers.shop.example")
+    _, key = apikeys.create(parts.store, "app")
+    answered = {}
+    for endpoint, method, path in requests_for(app):
+        if endpoint in PUBLIC:
+            continue
+        r = app.test_client().open(path, method=method, base_url="https://offers.shop.example",
+                                   headers={"Authorization": f"Bearer {key}"})
+        if r.status_code != 404:
+            answered[f"{method} {path} ({endpoint})"] = r.status_code
+    assert answered == {}

@@ -79,6 +79,16 @@ def test_bad_additions_are_a_400_naming_the_field(client: FlaskClient, auth: dic
     assert domains.entries(parts.store) == []
 
 
+@pytest.mark.parametrize("domain", ["localhost", "127.0.0.1", "http://[::1]:8000", "10.1.2.3", "intranet",
+                                    "clicks.example.com", "https://CLICKS.example.com:8443", "under_score.example"])
+def test_hosts_that_are_not_a_senders_dns_name_are_a_400(client: FlaskClient, auth: dict[str, str],
+                                                         parts: Clicktrail, domain: str) -> None:
+    resp = client.post("/api/domains", headers=auth, json={"domain": domain, "from": "shop.example"})
+    assert resp.status_code == 400 and resp.get_json()["field"] == "domain"
+    assert any(says in resp.get_json()["error"] for says in ("IP address", "DNS host name", "tracker's own host"))
+    assert domains.entries(parts.store) == []
+
+
 @pytest.mark.parametrize(("path", "status", "field"), [
     ("/api/domains?login=nobody", 404, None),
     ("/api/domains/unknown.example", 404, None),

@@ -60,3 +60,26 @@ def test_readme_settings_table_matches_the_settings() -> None:
 def test_database_in_a_missing_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="CLICKTRAIL_DATABASE: the folder .* does not exist"):
         load({"CLICKTRAIL_DATABASE": str(tmp_path / "typo" / "ct.db")})
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("CLICKTRAIL_SECRET_KEY", "change-me-to-the-output-of-openssl-rand-base64-32"),
+    ("CLICKTRAIL_STATS_PASSWORD", "change-me"),
+    ("CLICKTRAIL_STATS_PASSWORD", "CHANGE_ME: the output of clicktrail hash-password"),
+    ("CLICKTRAIL_OLD_SECRET_KEYS", "a-real-old-key,changeme"),
+    ("CLICKTRAIL_SMTP_UPSTREAM_PASSWORD", "'change me'"),
+    ("CLICKTRAIL_STATS_USERS", "ann:change-me"),
+])
+def test_a_placeholder_left_in_place_stops_start_up_naming_the_setting(tmp_path: Path, name: str,
+                                                                        value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name}: still the placeholder") as raised:
+        load({name: value, "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")})
+    assert value not in raised.value.message  # a secret is never echoed
+
+
+def test_a_placeholder_in_the_file_is_refused_too(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "ct.toml"
+    cfg_file.write_text('secret_key = "change-me"\nold_secret_keys = ["changeme-1"]\n')
+    with pytest.raises(ConfigError, match="secret_key in .*: still the placeholder"):
+        load({"CLICKTRAIL_CONFIG": str(cfg_file), "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")})
+    assert load({"CLICKTRAIL_SECRET_KEY": "exchange-me-not", "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")})

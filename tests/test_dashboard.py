@@ -10,12 +10,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import html5lib
 import pytest
 from click.testing import CliRunner
 from flask.testing import FlaskClient
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from clicktrail import aggregate, periods, summary
+from clicktrail import aggregate, periods, stats, summary
 from clicktrail.cli import main
 from clicktrail.errors import ConfigError
 from clicktrail.logstore import Attempt, Event, Store, attempt_key, new_id
@@ -208,6 +209,22 @@ def test_no_secure_cookie_on_plain_http(settings: dict[str, Any]) -> None:
     assert "Secure" not in login(client).headers["Set-Cookie"]
 
 
+@pytest.mark.parametrize("proxies, base, headers, secure", [
+    (0, "https://127.0.0.1:8000", {}, True),  # TLS to the app itself
+    (1, "http://127.0.0.1:8000", {"X-Forwarded-Proto": "https"}, True),  # TLS to nginx in front
+    (0, "http://127.0.0.1:8000", {"X-Forwarded-Proto": "https"}, False),  # a client's claim, not believed
+    (1, "http://127.0.0.1:8000", {"X-Forwarded-Proto": "http"}, False),
+])
+def test_the_cookie_is_secure_when_the_request_came_over_tls(settings: dict[str, Any], proxies: int, base: str,
+                                                             headers: dict[str, str], secure: bool) -> None:
+    app = create_app({**settings, "click_domain": "http://127.0.0.1:8000", "trusted_proxies": proxies})
+    client = app.test_client()
+    page = client.get("/login", base_url=base, headers=headers).text
+    token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    resp = client.post("/login", base_url=base, headers=headers, data={"csrf": token, "password": "s3cret-pass"})
+    assert resp.status_code == 302 and ("; Secure" in resp.headers["Set-Cookie"]) == secure
+
+
 def test_login_needs_the_form_token(client: FlaskClient) -> None:
     client.get("/login")
     assert client.post("/login", data={"password": "s3cret-pass"}).status_code == 400
@@ -228,6 +245,18 @@ def test_users_log_in_with_hashed_passwords(settings: dict[str, Any]) -> None:
     assert login(client, "bob-pass-2", user="bob").status_code == 302
 
 
+def test_an_unknown_user_costs_a_hash_check_like_a_known_one(settings: dict[str, Any],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    users = f"ann:{generate_password_hash('ann-pass-1')}"
+    client = create_app({**settings, "stats_password": None, "stats_users": users}).test_client()
+    checked: list[str] = []
+    real = stats.check_password_hash
+    monkeypatch.setattr(stats, "check_password_hash", lambda h, p: checked.append(p) or real(h, p))
+    assert login(client, "ann-pass-1", user="nobody").status_code == 401
+    assert login(client, "wrong-pass", user="ann").status_code == 401
+    assert checked == ["ann-pass-1", "wrong-pass"]  # the same work whether or not the user exists
+
+
 def test_a_hashed_shared_password(settings: dict[str, Any]) -> None:
     client = create_app({**settings, "stats_password": generate_password_hash("long-pass-9")}).test_client()
     assert login(client, "long-pass-9").status_code == 302
@@ -236,6 +265,12 @@ def test_a_hashed_shared_password(settings: dict[str, Any]) -> None:
 def test_a_user_entry_without_a_hash_stops_start_up(settings: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="CLICKTRAIL_STATS_USERS.*ann"):
         create_app({**settings, "stats_users": "ann:plaintext"})
+
+
+@pytest.mark.parametrize("cut", ["scrypt:32768:8:1", "pbkdf2:sha256:600000", "scrypt:32768:8:1$salt"])
+def test_a_hash_cut_short_by_a_shell_stops_start_up(settings: dict[str, Any], cut: str) -> None:
+    with pytest.raises(ConfigError, match=r"CLICKTRAIL_STATS_PASSWORD is a password hash cut short.*single quotes"):
+        create_app({**settings, "stats_password": cut})
 
 
 def test_dashboard_on_without_a_password_refuses_to_start(settings: dict[str, Any]) -> None:
@@ -310,6 +345,38 @@ def test_periods_and_tags_filter(client: FlaskClient, parts: Clicktrail) -> None
     tag_page = client.get("/stats/tag?period=30d&tag=winter").text
     assert 'id="tag-name">winter<' in tag_page
     assert card(tag_page, "messages") == "3" and "reader2@example.com" in tag_page and "autumn" not in tag_page
+
+
+def submitted(page: str, pick: dict[str, str] | None = None) -> dict[str, str]:
+    """What a browser sends for the period form: its inputs, and each select's option (``pick``: by shown text)."""
+    form = next(f for f in html5lib.parse(page, namespaceHTMLElements=False).iter("form")
+                if f.get("id") == "period-form")
+    sent = {i.get("name", ""): i.get("value", "") for i in form.iter("input")}
+    shown = lambda option: " ".join("".join(option.itertext()).split())  # noqa: E731 - as a browser shows it
+    for select in form.iter("select"):
+        name, options = select.get("name", ""), list(select.iter("option"))
+        if pick and name in pick:
+            chosen = next(o for o in options if shown(o) == pick[name])
+        else:
+            chosen = next((o for o in options if o.get("selected") is not None), options[0])
+        sent[name] = chosen.get("value", shown(chosen))  # an option without a value sends its text, collapsed
+    return sent
+
+
+def test_the_tag_picker_sends_the_tag_exactly_and_keeps_it_across_periods(client: FlaskClient,
+                                                                          parts: Clicktrail) -> None:
+    send(parts.store, 2, "spring  sale ", at=NOW - timedelta(days=20))
+    send(parts.store, 1, "winter", at=NOW - timedelta(hours=2))
+    login(client)
+    form = submitted(client.get("/stats?period=30d").text, pick={"tag": "spring sale"})
+    assert form["tag"] == "spring  sale "
+    page = client.get("/stats", query_string=form).text
+    assert card(page, "messages") == "2"
+    form = submitted(page)
+    assert form == {**form, "tag": "spring  sale ", "period": "30d"}  # the chosen tag is selected
+    day = client.get("/stats", query_string={**form, "period": "24h"}).text  # a period without that tag
+    assert submitted(day)["tag"] == "spring  sale " and card(day, "messages") == "0"
+    assert submitted(client.get("/stats?period=30d").text)["tag"] == ""  # all tags
 
 
 def test_untagged_messages_have_their_own_tag_page(client: FlaskClient, parts: Clicktrail) -> None:

@@ -11,7 +11,7 @@ from conftest import BASE
 from flask import Flask
 from flask.testing import FlaskClient
 
-from clicktrail import domains
+from clicktrail import apikeys, domains
 from clicktrail.cli import main
 from clicktrail.errors import BadInput
 from clicktrail.messages import track
@@ -133,8 +133,38 @@ def test_an_unknown_host_gets_404_for_everything(senders: Clicktrail, client: Fl
     for target in (path, "/stats", "/login", "/"):
         assert client.get(target, base_url="https://evil.example").status_code == 404
         assert client.get(target, headers={"Host": "evil.example"}).status_code == 404
-    assert client.get("/login", base_url=OFFERS).status_code == 200
-    assert client.get("/login").status_code == 200
+    assert client.get("/login").status_code == 200  # the default click domain is the dashboard host
+
+
+def test_a_click_domain_serves_only_tracked_links(senders: Clicktrail, client: FlaskClient) -> None:
+    link = first_link(track(senders.store, senders.signer, senders.options,
+                            message("news@shop.example")).copies[0].data)
+    base, path = split(link)
+    assert client.get(path, base_url=base).status_code == 302
+    _, key = apikeys.create(senders.store, "app")
+    auth = {"Authorization": f"Bearer {key}"}
+    for method, target in [("GET", "/login"), ("POST", "/login"), ("GET", "/stats"), ("POST", "/logout"),
+                           ("GET", "/stats/tag?tag=x"), ("GET", "/api/domains"), ("GET", "/api/openapi.json"),
+                           ("GET", "/api/stats"), ("POST", "/api/messages")]:
+        for host in (OFFERS, PARTNER):
+            resp = client.open(target, method=method, base_url=host, headers=auth)
+            assert resp.status_code == 404, (method, target, host)
+        if method == "GET":  # the same on the dashboard host answers
+            assert client.get(target, headers=auth).status_code in (200, 302), target
+    assert client.get("/api/domains", base_url=OFFERS, headers=auth).get_json()["error"]  # JSON under /api
+
+
+def test_with_a_dashboard_host_the_default_click_domain_serves_only_tracked_links(settings: dict[str, Any]) -> None:
+    app = create_app({**settings, "dashboard_host": "stats.example.com"})
+    parts = app.extensions["clicktrail"]
+    _, path = split(first_link(track(parts.store, parts.signer, parts.options,
+                                     message("a@other.example")).copies[0].data))
+    client = app.test_client()
+    assert client.get("/login", base_url="https://stats.example.com").status_code == 200
+    assert client.get("/login").status_code == 404  # the default click domain
+    assert client.get("/api/stats").status_code == 404
+    assert client.get(path).status_code == 302  # its links work there, and on the dashboard host
+    assert client.get(path, base_url="https://stats.example.com").status_code == 302
 
 
 def test_host_matching_respects_the_port(settings: dict[str, Any]) -> None:
@@ -219,6 +249,37 @@ def test_click_domains_are_normalized(base: str, expected: str) -> None:
 def test_bad_click_domains_are_refused(base: str) -> None:
     with pytest.raises(BadInput):
         domains.parse_base(base)
+
+
+NOT_CLICK_DOMAINS = [  # (domain, what the refusal says): no host that is not a sender's DNS name
+    ("localhost", "not a DNS host name"),
+    ("https://intranet", "not a DNS host name"),
+    ("127.0.0.1", "is an IP address"),
+    ("http://10.0.0.7:8080", "is an IP address"),
+    ("[::1]", "is an IP address"),
+    ("https://[2001:db8::1]", "is an IP address"),
+    ("127.1", "not a DNS host name"),
+    ("offers_shop.example", "not a DNS host name"),
+    ("clicks.example.com", "the tracker's own host"),
+    ("http://Clicks.Example.com:8080", "the tracker's own host"),
+    ("stats.example.com", "the tracker's own host"),
+]
+
+
+@pytest.mark.parametrize("domain, says", NOT_CLICK_DOMAINS)
+def test_a_click_domain_is_a_multi_label_dns_name_other_than_our_own(domain: str, says: str) -> None:
+    with pytest.raises(BadInput, match=says):
+        domains.click_domain(domain, reserved={"clicks.example.com", "stats.example.com"})
+    assert domains.click_domain("offers.shop.example", reserved={"clicks.example.com"}) == OFFERS
+
+
+@pytest.mark.parametrize("domain, says", NOT_CLICK_DOMAINS)
+def test_cli_refuses_hosts_that_are_not_click_domains(env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                                      parts: Clicktrail, domain: str, says: str) -> None:
+    monkeypatch.setenv("CLICKTRAIL_DASHBOARD_HOST", "stats.example.com")
+    out = CliRunner().invoke(main, ["domains", "add", domain, "--from", "shop.example"])
+    assert out.exit_code == 1 and says in out.output and "Traceback" not in out.output
+    assert domains.entries(parts.store) == []
 
 
 def test_cli_adds_lists_and_removes_domains(env: dict[str, str]) -> None:

@@ -75,6 +75,16 @@ def locked(db: str) -> Iterator[None]:
         holder.stdout.close()
 
 
+def truncate_wal(db: str) -> None:
+    """Checkpoint the database and cut its WAL file to nothing: the next write needs new disk space."""
+    conn = sqlite3.connect(db)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        assert busy == 0, "the WAL could not be truncated"
+    finally:
+        conn.close()
+
+
 def fill(folder: Path) -> Path:
     """Fill the file system holding ``folder`` to the last byte; return the filler file."""
     filler = folder / "filler"
@@ -179,9 +189,7 @@ def test_full_disk_journals_then_clicktrail_replay_recovers(tmp_path: Path, env:
         copy = seed(parts.store, parts.signer, ["https://example.com/a?x=1", "https://example.com/b#frag"])
         db, spool = settings["database"], settings["spool"]
         with gunicorn(env, workers=2) as (base, _):
-            conn = sqlite3.connect(db)
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no WAL space left from the seed to write into
-            conn.close()
+            truncate_wal(db)  # else events may fit into WAL space SQLite already has, and the disk is never felt
             filler = fill(data)
             clicks_and_pixels(base, copy, "full")
             assert waiting(db, spool) == CLICKS + PIXELS
