@@ -33,7 +33,7 @@ _SPECIAL = frozenset({"example", "invalid", "localhost", "test", "local", "onion
 
 @cache
 def top_level_domains() -> frozenset[str]:
-    """The IANA top-level domains, lower-case (IDN ones in punycode)."""
+    """Return the IANA top-level domains, lower-case (IDN ones in punycode)."""
     text = resources.files("clicktrail").joinpath("tlds.txt").read_text("ascii")
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
 
