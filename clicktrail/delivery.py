@@ -106,7 +106,10 @@ def _text(resp: bytes | str) -> str:
 
 def _send(conn: smtplib.SMTP, envelope_from: str, copy: Copy, options: Sequence[str]) -> Outcome:
     """One copy, one transaction, one recipient."""
-    rcpt = email.utils.parseaddr(copy.recipient or "")[1] or (copy.recipient or "")
+    try:
+        rcpt = email.utils.parseaddr(copy.recipient or "")[1] or (copy.recipient or "")
+    except RecursionError:  # comments nested thousands deep: the address as given
+        rcpt = copy.recipient or ""
     if not rcpt:
         return Outcome(copy, 554, "5.1.3 this copy has no recipient address")
     opts = [f"SIZE={len(copy.data)}"] if conn.has_extn("size") else []

@@ -12,7 +12,6 @@ the dashboard and /api answer on the dashboard host only.
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import logging
 import re
@@ -29,7 +28,7 @@ from flask import Flask, abort, request
 from . import dns
 from .errors import BadInput
 from .logstore import Store, utcnow
-from .mime import looks_like_mime
+from .mime import addresses, looks_like_mime
 
 log = logging.getLogger(__name__)
 
@@ -206,8 +205,7 @@ def from_domain(raw: bytes) -> str | None:
     if not looks_like_mime(raw):
         return None
     headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    addresses = email.utils.getaddresses([str(v) for v in headers.get_all("From", [])])
-    for _, address in addresses:
+    for _, address in addresses([str(v) for v in headers.get_all("From", [])]):
         domain = address.rpartition("@")[2]
         if "@" in address and domain:
             try:

@@ -5,6 +5,8 @@ It yields each tag with its true character range in the caller's text and
 the range of every attribute value, so callers can splice values without
 re-serializing anything.  Conditional comments (``<!--[if mso]>…<![endif]-->``)
 are tokenized again, so markup such as VML buttons inside them is found too.
+The last item is an ``End``: where markup added to the document is still read
+as markup (not inside an unclosed comment, raw-text element or tag).
 """
 
 from __future__ import annotations
@@ -62,11 +64,20 @@ class Tag:
     end: int
     attrs: dict[str, Attr] = field(default_factory=dict)
     in_comment: bool = False
+    self_closing: bool = False
 
 
 @dataclass
 class Text:
     data: str
+    in_comment: bool = False
+
+
+@dataclass
+class End:
+    """Where markup appended to the document is read as markup: its end, or where an unclosed construct began."""
+
+    at: int
 
 
 class _WholeStream(_inputstream.HTMLUnicodeInputStream):
@@ -162,29 +173,54 @@ def attribute_spans(src: str, base: int) -> list[tuple[str, tuple[int, int], tup
     return out
 
 
-def _tags(text: str, base: int, in_comment: bool) -> Iterator[Tag | Text]:
+def _closed_comment(source: str) -> bool:
+    """True when a comment token's source ends the comment (not cut off by the end of the text)."""
+    if not source.startswith("<!--"):
+        return source.endswith(">")  # a bogus comment (<!x …>, <?x …>, </ …>) ends at ">"
+    return source in ("<!-->", "<!--->") or source.endswith(("-->", "--!>"))
+
+
+def _unfinished_tag(text: str, tag_start: int, last_end: int) -> bool:
+    """True when the text ends inside a tag, declaration or end tag that produced no token."""
+    if tag_start < last_end or tag_start < 0:
+        return False
+    after = text[tag_start + 1 : tag_start + 2]
+    return after.isascii() and (after.isalpha() or after in ("!", "?", "/"))
+
+
+def _tags(text: str, base: int, in_comment: bool) -> Iterator[Tag | Text | End]:
     tok = _Tokenizer(text)
+    raw_start = -1  # a raw-text element not closed yet: appended markup would be its text
+    cut_comment = -1  # a comment the end of the text cut off
+    last_end = 0
     for token in tok:
         ttype = token["type"]
         if ttype in TEXT:
-            yield Text(token["data"])
+            yield Text(token["data"], in_comment)
             continue
         if ttype not in (START, END, EMPTY, COMMENT):
             continue
         start, end = tok.tag_start, tok.offset()
+        last_end = end
+        if ttype == END:
+            raw_start = -1  # in raw text only the element's own end tag is a token
+        if ttype == COMMENT and end == len(text) and start >= 0 and not _closed_comment(text[start:end]):
+            cut_comment = start
         if start < 0 or not text.startswith("<", start) or text[end - 1 : end] != ">":
             continue  # not a tag we can place exactly (e.g. cut off by end of file)
         if ttype == COMMENT:
             yield Tag("comment", "", base + start, base + end, in_comment=in_comment)
             body = text[start:end]
-            if body.startswith("<!--[if") and body.endswith("-->"):
-                yield from _tags(body[4:-3], base + start + 4, True)
+            opened = body.find("]>") + 2  # after "[if mso]>": the rest is what Outlook renders
+            if body.startswith("<!--[if") and body.endswith("-->") and opened > 1:
+                yield from _tags(body[opened:-3], base + start + opened, True)
             continue
         name = token["name"]
         if ttype == END:
             yield Tag("end", name, base + start, base + end, in_comment=in_comment)
             continue
-        tag = Tag("start", name, base + start, base + end, in_comment=in_comment)
+        tag = Tag("start", name, base + start, base + end, in_comment=in_comment,
+                  self_closing=ttype == EMPTY or bool(token.get("selfClosing")))
         decoded = token["data"]
         for aname, span, vspan, quote, lead in attribute_spans(text[start:end], base + start):
             if aname in tag.attrs or aname not in decoded:
@@ -195,10 +231,16 @@ def _tags(text: str, base: int, in_comment: bool) -> Iterator[Tag | Text]:
         state = _RAW_STATES.get(name)
         if state and ttype == START and not token.get("selfClosing"):
             tok.state = getattr(tok, state)
+            raw_start = start
+    if not in_comment:
+        cuts = [at for at in (raw_start, cut_comment) if at >= 0]
+        if _unfinished_tag(text, tok.tag_start, last_end):
+            cuts.append(tok.tag_start)
+        yield End(base + min(cuts, default=len(text)))
 
 
-def scan(text: str) -> Iterator[Tag | Text]:
-    """Yield tags (with exact offsets into ``text``) and text runs, in document order."""
+def scan(text: str) -> Iterator[Tag | Text | End]:
+    """Yield tags (with exact offsets into ``text``) and text runs, in document order, then the End."""
     norm, removed = _normalize_newlines(text)
     if not removed:
         yield from _tags(norm, 0, False)
@@ -210,6 +252,9 @@ def scan(text: str) -> Iterator[Tag | Text]:
     for item in _tags(norm, 0, False):
         if isinstance(item, Text):
             yield item
+            continue
+        if isinstance(item, End):
+            yield End(orig(item.at))
             continue
         item.start, item.end = orig(item.start), orig(item.end)
         for attr in item.attrs.values():

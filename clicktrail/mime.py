@@ -17,6 +17,7 @@ import email
 import email.errors
 import email.header
 import email.parser
+import email.utils
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,11 +34,22 @@ SWITCHES = ("x-clicktrail-trackclicks", "x-clicktrail-trackopens")
 MAX_LINE = 998  # octets per line, without the line break (RFC 5322 2.1.1)
 _HEADER_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
 _TAG = re.compile(r"<[A-Za-z!/?]")
+# Header fields of messages (RFC 5322, 2045, 5321 trace fields, common extensions); any X- field too.
+_MESSAGE_FIELDS = frozenset(
+    b"from to cc bcc subject date sender reply-to message-id in-reply-to references mime-version received "
+    b"return-path delivered-to envelope-to dkim-signature domainkey-signature authentication-results "
+    b"received-spf user-agent importance priority thread-topic thread-index keywords comments errors-to "
+    b"precedence organization feedback-id".split())
+_MESSAGE_PREFIXES = (b"x-", b"content-", b"list-", b"resent-", b"arc-", b"auto-")
+MAX_HEADER_LINES = 1000
 _B64_BODY = re.compile(rb"^[A-Za-z0-9+/=\s]*$")
 # A text part larger than this passes through unchanged: real mail bodies are
 # far smaller (mail programs clip HTML at ~100 KB), and scanning takes ~0.3 s
 # per MB at worst, so a 50 MB part would hold the caller for minutes.
 MAX_TEXT_PART = 5 * 1024 * 1024
+# Real mail nests a few levels (mixed > alternative > related); far deeper is a
+# message made to exhaust the stack, and the email package itself gives up near 1,000.
+MAX_DEPTH = 100
 
 
 class Unreadable(Exception):
@@ -175,9 +187,26 @@ class Prepared:
 
 
 def looks_like_mime(raw: bytes) -> bool:
-    """True when the input starts with a header field rather than markup."""
-    first = raw.lstrip(b"\r\n").split(b"\n", 1)[0]
-    return bool(_HEADER_LINE.match(first)) or first.startswith(b"From ")
+    """True when the input starts with header fields, one of them a message's, rather than markup or text."""
+    # "Hi:" or "Note: see below" opening an HTML fragment is a well-formed header line too: only
+    # a field that messages carry says it is one, and it must come before anything but header lines.
+    pos = len(raw) - len(raw.lstrip(b"\r\n"))
+    for i in range(MAX_HEADER_LINES):
+        nl = raw.find(b"\n", pos)
+        line = raw[pos:] if nl < 0 else raw[pos:nl]
+        pos = len(raw) if nl < 0 else nl + 1
+        if i == 0 and line.startswith(b"From "):
+            continue  # an mbox separator line
+        if line in (b"", b"\r"):
+            return False  # the end of the headers, or of the input
+        if i and line[:1] in (b" ", b"\t"):
+            continue  # a folded continuation
+        if not _HEADER_LINE.match(line):
+            return False
+        name = line.split(b":", 1)[0].rstrip(b" \t").lower()
+        if name in _MESSAGE_FIELDS or name.startswith(_MESSAGE_PREFIXES):
+            return True
+    return False
 
 
 def switch(value: str | None, name: str, default: bool) -> bool:
@@ -278,14 +307,32 @@ def _encoder(headers: Message, body: bytes, charset: str) -> Callable[[str], byt
     return to_bytes
 
 
+@dataclass
+class _Text:
+    """A text part found by the walk, decoded, waiting to be scanned."""
+
+    headers: Message
+    ctype: str
+    start: int
+    end: int
+    text: str
+    codec: str
+
+
 class _Walker:
+    """Walk the MIME tree on the raw bytes; then scan its text parts, the pixel in the one displayed first."""
+
     def __init__(self, raw: bytes, links: LinkTable, opts: Options) -> None:
         self.raw, self.links, self.opts = raw, links, opts
+        self.texts: list[_Text] = []
         self.parts: list[_Part] = []
         self.types: list[str] = []
         self.warnings: list[str] = []
 
-    def entity(self, start: int, end: int, default_type: str = "text/plain") -> None:
+    def entity(self, start: int, end: int, default_type: str = "text/plain", depth: int = 0) -> int | None:
+        """Walk one entity; return the index (in ``texts``) of the first HTML part a reader sees of it."""
+        if depth > MAX_DEPTH:
+            raise Unreadable(f"the MIME parts are nested more than {MAX_DEPTH} deep")
         header_end, body_start = _header_end(self.raw, start, end)
         headers = email.parser.BytesHeaderParser(policy=compat32).parsebytes(self.raw[start:header_end])
         if default_type != "text/plain" and "content-type" not in headers:
@@ -293,20 +340,25 @@ class _Walker:
         ctype = headers.get_content_type()
         self.types.append(ctype)
         if headers.get_content_maintype() == "multipart":
-            self.multipart(headers, body_start, end)
-        elif ctype in ("text/html", "text/plain") and not _is_attachment(headers):
+            return self.multipart(headers, body_start, end, depth)
+        if ctype in ("text/html", "text/plain") and not _is_attachment(headers):
             self.text(headers, ctype, body_start, end)
+            return len(self.texts) - 1 if ctype == "text/html" else None
+        return None
 
-    def multipart(self, headers: Message, start: int, end: int) -> None:
+    def multipart(self, headers: Message, start: int, end: int, depth: int) -> int | None:
         boundary = headers.get_boundary()
         if not boundary:
             raise Unreadable("a multipart part has no boundary")
         child_type = "message/rfc822" if headers.get_content_subtype() == "digest" else "text/plain"
         part_start = None
         closed = False
+        shown: list[int] = []
         for m in _delimiters(self.raw, start, end, boundary):
             if part_start is not None:
-                self.entity(part_start, m.start(), child_type)
+                html = self.entity(part_start, m.start(), child_type, depth + 1)
+                if html is not None:
+                    shown.append(html)
             if m.group(1):
                 closed = True
                 break
@@ -314,6 +366,11 @@ class _Walker:
             part_start = end if nl < 0 else nl + 1
         if part_start is None or not closed:
             raise Unreadable(f"multipart boundary {boundary!r} is not opened and closed properly")
+        if not shown:
+            return None
+        # Of alternatives a mail program shows one, the HTML one (the last, as senders order them);
+        # of mixed or related parts it shows all in turn, so the first is seen first.
+        return shown[-1] if headers.get_content_subtype() == "alternative" else shown[0]
 
     def text(self, headers: Message, ctype: str, start: int, end: int) -> None:
         body = self.raw[start:end]
@@ -331,10 +388,22 @@ class _Walker:
         text = data.decode(codec, "surrogateescape")
         if text.encode(codec, "surrogateescape") != data:
             raise Unreadable(f"the {charset} text does not re-encode to the same bytes")
-        scan = html_template if ctype == "text/html" else text_template
+        self.texts.append(_Text(headers, ctype, start, end, text, codec))
+
+    def scan(self, pixel: int | None) -> None:
+        """Build each text part's template, in order; only part ``pixel`` gets the open pixel (one view, one open)."""
+        for i, part in enumerate(self.texts):
+            self.scan_part(part, pixel=i == pixel)
+
+    def scan_part(self, part: _Text, pixel: bool) -> None:
+        headers, ctype, start, end, text = part.headers, part.ctype, part.start, part.end, part.text
+        body = self.raw[start:end]
         known = len(self.links.links)
-        template = scan(text, self.links, self.opts)
-        encode = _encoder(headers, body, codec)
+        if ctype == "text/html":
+            template = html_template(text, self.links, self.opts, pixel=pixel)
+        else:
+            template = text_template(text, self.links, self.opts)
+        encode = _encoder(headers, body, part.codec)
         longest = _longest_line(encode(template.render(lambda idx: "A" * TOKEN_LENGTH))) if _unwrapped(headers) else 0
         if longest > MAX_LINE >= _longest_line(body):
             # We would make the part break RFC 5322, and the first relay that enforces it would
@@ -399,6 +468,14 @@ def header_text(msg: Message, name: str) -> str:
         return str(value)
 
 
+def addresses(values: list[str]) -> list[tuple[str, str]]:
+    """Parse address header values as ``email.utils.getaddresses`` does; none when it gives up."""
+    try:
+        return email.utils.getaddresses(values)
+    except RecursionError:
+        return []  # comments nested thousands deep: no address a program could use
+
+
 def _switch_lines(raw: bytes, header_end: int, names: tuple[str, ...] = SWITCHES) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     pos = 0
@@ -431,26 +508,32 @@ def drop_headers(raw: bytes, names: tuple[str, ...]) -> bytes:
 def prepare_mime(raw: bytes, opts: Options) -> Prepared:
     """Scan a whole message once. Unreadable messages come back unchanged, with a warning."""
     links = LinkTable()
-    msg = email.message_from_bytes(raw, policy=compat32)
+    # The top-level headers alone: the whole parse below recurses once per nesting level and can give up.
+    head = email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw)
     opts = Options(
         opts.base,
-        track_clicks=_message_switch(msg, SWITCHES[0], "X-Clicktrail-Trackclicks", opts.track_clicks),
-        track_opens=_message_switch(msg, SWITCHES[1], "X-Clicktrail-Trackopens", opts.track_opens),
+        track_clicks=_message_switch(head, SWITCHES[0], "X-Clicktrail-Trackclicks", opts.track_clicks),
+        track_opens=_message_switch(head, SWITCHES[1], "X-Clicktrail-Trackopens", opts.track_opens),
         scam_protection=opts.scam_protection,
     )
     prepared = Prepared(raw, links, track_clicks=opts.track_clicks, track_opens=opts.track_opens)
-    prepared.subject = header_text(msg, "subject")
-    prepared.message_id = str(msg.get("message-id", "")).strip()
-    prepared.to = header_text(msg, "to")
+    prepared.subject = header_text(head, "subject")
+    prepared.message_id = str(head.get("message-id", "")).strip()
+    prepared.to = header_text(head, "to")
     try:
         header_end, _ = _header_end(raw, 0, len(raw))
         walker = _Walker(raw, links, opts)
-        walker.entity(0, len(raw))
+        pixel = walker.entity(0, len(raw))
+        try:
+            msg = email.message_from_bytes(raw, policy=compat32)
+        except RecursionError as e:
+            raise Unreadable("the email parser gives up: its parts are nested too deeply") from e
         defects = _defects(msg)
         if defects:
             raise Unreadable("the email parser reports " + ", ".join(sorted(set(defects))))
         if walker.types != list(_email_types(msg)):
             raise Unreadable("the MIME tree is ambiguous")
+        walker.scan(pixel)
     except (Unreadable, UnicodeError, ValueError) as e:
         prepared.links = LinkTable()
         prepared.warnings.append(f"message passed through unchanged: {e}")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import htmlscan
+from .linktext import looks_like_address
 from .urls import Target, browser_url, is_placeholder
 
 CLICK, IMAGE = "click", "image"
@@ -26,12 +27,6 @@ PIXEL_ATTRS = (
     'width:1px;height:1px;border:0;margin:0;padding:0;overflow:hidden"'
 )
 
-# Visible text that is itself an address: mail programs warn when such a
-# link points elsewhere, so it is not rewritten (scam prevention).
-_URL_TEXT = re.compile(
-    r"(?i)^(?:[a-z][a-z0-9+.-]*://)?[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}\.?(?::\d+)?(?:[/?#]\S*)?$"
-)
-_INVISIBLE = "\u00a0\u200b\u200c\u200d\u2060\ufeff"
 # Plain text: a URL runs to whitespace or an angle bracket or quote.
 _TEXT_URL = re.compile(r"(?i)\bhttps?://[^\s<>\"]+")
 # Punctuation that ends a sentence or a quotation, in any script, is the sentence's.
@@ -123,12 +118,6 @@ def _trackable(raw: str, base: str) -> str | None:
     return url
 
 
-def looks_like_address(text: str) -> bool:
-    """True when link text reads as a URL or host name (``example.com``, ``https://…``)."""
-    text = text.strip(" \t\r\n\f" + _INVISIBLE)
-    return bool(text) and bool(_URL_TEXT.match(text))
-
-
 def _splice(text: str, edits: list[tuple[int, int, str | Slot]]) -> Template:
     pieces: list[str | Slot] = []
     pos = 0
@@ -142,70 +131,103 @@ def _splice(text: str, edits: list[tuple[int, int, str | Slot]]) -> Template:
     return Template([p for p in pieces if p != ""])
 
 
-def _opted_out(tag: htmlscan.Tag, edits: list[tuple[int, int, str | Slot]]) -> bool:
+def _drop_marker(tag: htmlscan.Tag, edits: list[tuple[int, int, str | Slot]]) -> bool:
+    """Remove our opt-out marker from any tag; tell whether the tag carried it."""
     ours = tag.attrs.get("data-clicktrail")
-    if ours is not None and ours.value.strip().lower() == "off":
-        edits.append((ours.lead, ours.span[1], ""))  # our marker is removed from the output
-        return True
+    if ours is None or ours.value.strip().lower() != "off":
+        return False
+    edits.append((ours.lead, ours.span[1], ""))  # ours alone: never left in the output
+    return True
+
+
+def _opted_out(tag: htmlscan.Tag) -> bool:
     vendor = tag.attrs.get("clicktracking")
     if vendor is not None and vendor.value.strip().lower() == "off":
         return True
     return any(name in tag.attrs for name in OPT_OUT_PRESENT)
 
 
-def html_template(text: str, links: LinkTable, opts: Options) -> Template:
-    """Scan HTML once; every tracked href/src value becomes a slot, and the pixel is added."""
+@dataclass
+class _Pending:
+    """A link whose visible text decides whether it is tracked: an <a>, or a VML shape, until its end tag."""
+
+    name: str
+    in_comment: bool
+    attr: htmlscan.Attr
+    url: str
+    shown: list[str] = field(default_factory=list)  # all text: what Outlook shows
+    outside: list[str] = field(default_factory=list)  # outside conditional comments: what other programs show
+
+    def see(self, text: htmlscan.Text) -> None:
+        self.shown.append(text.data)
+        if not text.in_comment:
+            self.outside.append(text.data)
+
+    def deceptive(self) -> bool:
+        """Tell whether the link's text reads as an address in any mail program that shows the link."""
+        if looks_like_address("".join(self.shown)):
+            return True
+        return not self.in_comment and looks_like_address("".join(self.outside))
+
+
+def html_template(text: str, links: LinkTable, opts: Options, pixel: bool = True) -> Template:
+    """Scan HTML once; every tracked href/src value becomes a slot, and the pixel is added unless ``pixel`` is false."""
     edits: list[tuple[int, int, str | Slot]] = []
     body_end: int | None = None
-    anchor: tuple[htmlscan.Attr, str, list[str]] | None = None
+    end = len(text)
+    pending: list[_Pending] = []
 
     def track(attr: htmlscan.Attr, kind: str, url: str) -> None:
         assert attr.value_span is not None
         slot = _slot(links.add(kind, url), opts.base, url, lambda v: _escape_attr(v, attr.quote))
         edits.append((*attr.value_span, slot))
 
-    def close_anchor() -> None:
-        nonlocal anchor
-        if anchor is not None:
-            attr, url, texts = anchor
-            if not (opts.scam_protection and looks_like_address("".join(texts))):
-                track(attr, CLICK, url)
-            anchor = None
+    def close(name: str, in_comment: bool) -> None:
+        for link in [p for p in pending if p.name == name and p.in_comment == in_comment]:
+            pending.remove(link)
+            if not (opts.scam_protection and link.deceptive()):
+                track(link.attr, CLICK, link.url)
 
     for item in htmlscan.scan(text):
+        if isinstance(item, htmlscan.End):
+            end = item.at
+            continue
         if isinstance(item, htmlscan.Text):
-            if anchor is not None:
-                anchor[2].append(item.data)
+            for link in pending:
+                link.see(item)
             continue
         if item.kind == "end":
-            if item.name == "a":
-                close_anchor()
-            elif item.name == "body" and not item.in_comment:
+            close(item.name, item.in_comment)
+            if item.name == "body" and not item.in_comment:
                 body_end = item.start
             continue
         if item.kind != "start":
             continue
+        ours = _drop_marker(item, edits)
         if item.name == "a":
-            close_anchor()
+            close("a", item.in_comment)  # an <a> ends the one before it
         is_link = item.name in ("a", "area") or item.name.startswith("v:")
         attr_name = "href" if is_link else "src" if item.name == "img" else None
         if attr_name is None or attr_name not in item.attrs:
             continue
         if (is_link and not opts.track_clicks) or (not is_link and not opts.track_opens):
             continue
-        if _opted_out(item, edits):
+        if ours or _opted_out(item):
             continue
         attr = item.attrs[attr_name]
         url = _trackable(attr.value, opts.base)
         if url is None or attr.value_span is None:
             continue
-        if item.name == "a" and not item.in_comment:
-            anchor = (attr, url, [])  # decided at </a>, once its text is known
+        if item.name == "a" or (item.name.startswith("v:") and not item.self_closing):
+            pending.append(_Pending(item.name, item.in_comment, attr, url))  # decided at its end tag
         else:
             track(attr, CLICK if is_link else IMAGE, url)
-    close_anchor()
-    if opts.track_opens:
-        at = len(text) if body_end is None else body_end
+    for link in list(pending):
+        close(link.name, link.in_comment)
+    if opts.track_opens and pixel:
+        # Without </body>, at the end, or before a comment, raw-text element or tag the end cuts off:
+        # inside one, the pixel would be text and never load.
+        at = end if body_end is None else body_end
         edits.append((at, at, Slot(0, f'<img src="{_escape_attr(opts.base, chr(34))}/', f'/o.gif" {PIXEL_ATTRS}>')))
     return _splice(text, edits)
 

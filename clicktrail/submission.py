@@ -17,6 +17,7 @@ from email.message import EmailMessage, Message
 from typing import Any
 
 from .errors import BadInput
+from .mime import addresses
 
 CONTENT = ("mime", "html", "text")
 TEXTS = ("mime", "html", "text", "subject", "from", "tag")
@@ -68,7 +69,7 @@ def _addresses(name: str, value: str) -> list[tuple[str, str]]:
     """Parse one field value holding one address or several, comma-separated."""
     if _CONTROL.search(value):
         raise BadInput(f"{name} holds a control character", field=name)
-    found = email.utils.getaddresses([value])
+    found = addresses([value])
     if not found or any(not valid_address(addr) for _, addr in found):
         raise BadInput(f"{name}: {value.strip()!r} is not a valid email address (or list of them)", field=name)
     return found
@@ -198,7 +199,7 @@ def _headers(raw: bytes) -> Message:
 
 def _header_addresses(raw: bytes, name: str) -> list[str]:
     values = [str(v) for v in _headers(raw).get_all(name, [])]
-    return [addr for _, addr in email.utils.getaddresses(values) if addr]
+    return [addr for _, addr in addresses(values) if addr]
 
 
 def _one_header_address(raw: bytes, name: str, field: str) -> str:

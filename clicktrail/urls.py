@@ -2,17 +2,19 @@
 
 ``browser_url`` applies what the WHATWG URL parser does to an ``http(s)``
 link before requesting it: surrounding whitespace and inner tabs/newlines
-dropped, scheme and host lower-cased, IDN hosts in punycode, default ports
-dropped, backslashes before the query read as slashes, spaces and non-ASCII
-percent-encoded as UTF-8.  Existing ``%XX``
-escapes, ``+``, query order and the fragment are kept byte for byte.
+dropped, scheme and host lower-cased, IDN hosts mapped by UTS #46 and put in
+punycode, default ports dropped, backslashes before the query read as
+slashes, ``.`` and ``..`` path segments resolved, spaces and non-ASCII
+percent-encoded as UTF-8.  Existing ``%XX`` escapes, ``+``, query order and
+the fragment are kept byte for byte.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
+
+import idna
 
 # Unrendered merge tags of the common sending tools: such a link is not a
 # real address yet, so it is left alone.
@@ -27,7 +29,9 @@ _FRAGMENT_SET = frozenset(' "<>`')
 _QUERY_SET = frozenset(" \"#<>'")
 _PATH_SET = frozenset(' "#<>?`{}')
 _USERINFO_SET = _PATH_SET | frozenset("/:;=@[\\]^|")
-_DOTS = str.maketrans("\u3002\uff0e\uff61", "...")  # ideographic and full-width full stops
+# WHATWG single- and double-dot path segments, compared lower-cased.
+_SINGLE_DOT = frozenset({".", "%2e"})
+_DOUBLE_DOT = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
 
 
 def _encode(part: str, unsafe: frozenset[str]) -> str:
@@ -43,10 +47,33 @@ def _encode(part: str, unsafe: frozenset[str]) -> str:
 
 
 def _punycode(host: str) -> str:
-    """IDN host to ASCII as browsers do (UTS 46, non-transitional: "ß" stays "ß", not "ss")."""
-    host = unicodedata.normalize("NFKC", host.translate(_DOTS)).lower()
-    return ".".join(label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
-                    for label in host.split("."))
+    """Map an IDN host to ASCII as browsers do; raise UnicodeError for a host they refuse."""
+    # UTS #46, non-transitional: "ß" stays "ß", soft hyphens and zero-width spaces are
+    # dropped, full-width letters and dots mapped.  idna is stricter than browsers in
+    # places (underscores, label length): such a host raises, and the link is left alone.
+    return str(idna.encode(host, uts46=True).decode("ascii"))
+
+
+def _resolve_dots(path: str) -> str:
+    """Remove "." and ".." segments from an http(s) path as the WHATWG URL parser does."""
+    if "." not in path and "%2e" not in path.lower():
+        return path or "/"
+    segments = path[1:].split("/")
+    out: list[str] = []
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        lowered = segment.lower()
+        if lowered in _DOUBLE_DOT:
+            if out:
+                out.pop()
+            if last:
+                out.append("")  # "/a/.." is "/", not ""
+        elif lowered in _SINGLE_DOT:
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/" + "/".join(out)
 
 
 def _port(host: str) -> str | None:
@@ -70,12 +97,13 @@ def _host(authority: str) -> str | None:
         host, sep, port = hostport.partition(":")
     if port and not port.isdigit():
         return None
-    host = host.lower()
     if not host:
         return None
-    if not host.isascii():
+    if host.isascii():
+        host = host.lower()
+    else:
         try:
-            host = _punycode(host)
+            host = _punycode(host)  # case mapping is part of UTS #46
         except UnicodeError:
             return None
     if not _HOST.match(host):
@@ -120,7 +148,7 @@ def browser_url(raw: str) -> str | None:
         host = host[: -len(default)]
     rest, hash_, fragment = rest.partition("#")
     path, qmark, query = rest.partition("?")
-    out = [scheme, "://", host, _encode(path, _PATH_SET) or "/"]
+    out = [scheme, "://", host, _resolve_dots(_encode(path, _PATH_SET))]
     if qmark:
         out += ["?", _encode(query, _QUERY_SET)]
     if hash_:
@@ -145,7 +173,10 @@ class Target:
         after_scheme = self.url.split("://", 1)[1]
         i = min((p for p in (after_scheme.find(c) for c in "/?#") if p >= 0), default=len(after_scheme))
         tail = after_scheme[i:]
-        return tail[1:] if tail.startswith("/") else tail
+        j = min((p for p in (tail.find(c) for c in "?#") if p >= 0), default=len(tail))
+        # A dot segment left in the path would let the browser drop our identifier.
+        path = _resolve_dots(tail[:j]) if tail[:j] else ""
+        return path[1:] + tail[j:]
 
 
 def tracked_url(base: str, token: str, target: Target) -> str:

@@ -57,7 +57,22 @@ class Case:
     says: str = ""  # a word the error or warning must contain
 
 
+def nested_rfc822(levels: int = 1000) -> bytes:
+    return b"Content-Type: message/rfc822\r\n\r\n" * levels + b"Subject: x\r\n\r\n" + HTML
+
+
+def nested_multipart(levels: int = 2000) -> bytes:
+    head = b"".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode() for i in range(levels))
+    tail = b"".join(f"\r\n--b{i}--".encode() for i in reversed(range(levels)))
+    return b"From: a@example.com\r\n" + head + b"Content-Type: text/html\r\n\r\n" + HTML + tail
+
+
+NESTED_FROM = mime(b"From: " + b"(" * 50_000 + b"a@example.com\r\nContent-Type: text/html\r\n", HTML)
+
 CLI_CASES: dict[str, Case] = {
+    "1000 nested message/rfc822": Case(("rewrite",), nested_rfc822, "unchanged", "nested"),
+    "2000 nested multipart/mixed": Case(("rewrite",), nested_multipart, "unchanged", "nested"),
+    "comments nested 50,000 deep in From": Case(("rewrite",), NESTED_FROM, "rewritten"),
     "empty": Case(("rewrite",), b"", "error", "empty"),
     "only whitespace": Case(("rewrite",), b" \r\n\t\r\n", "error", "empty"),
     "truncated headers": Case(("rewrite",), b"From: a@example.com\r\nSubject: hal", "unchanged"),
@@ -177,6 +192,10 @@ def _api_bodies() -> dict[str, tuple[bytes, str]]:
         "binary said to be JSON": (random.Random(7).randbytes(100_000), "application/json"),
         "binary form": (random.Random(8).randbytes(100_000), "application/x-www-form-urlencoded"),
         "50 MB": (b'{"mime": "' + b"A" * (50 << 20) + b'"}', "application/json"),
+        "deeply nested MIME": (json.dumps({"mime": nested_multipart().decode()}).encode(), "application/json"),
+        "nested comments in addresses": (json.dumps({"html": "<p>x</p>", "from": "(" * 50_000 + "a@example.com",
+                                                     "recipients": "(" * 50_000, "send": True}).encode(),
+                                         "application/json"),
     }
 
 
@@ -213,3 +232,32 @@ def test_api_bad_input_is_a_clear_json_error(app: Any, parts: Clicktrail) -> Non
             if r.status_code >= 400:
                 assert isinstance(answer, dict) and answer.get("error"), (method, url[:80], name, text[:300])
     assert seen >= len(API_QUERIES)
+
+
+@pytest.mark.parametrize("raw", [nested_rfc822(), nested_multipart()], ids=["rfc822", "multipart"])
+def test_api_deeply_nested_mime_is_a_400_naming_mime(app: Any, parts: Clicktrail, raw: bytes) -> None:
+    apikeys = pytest.importorskip("clicktrail.apikeys", reason="the API is not in this tree yet")
+    _, key = apikeys.create(parts.store, "nested")
+    r = app.test_client().post("/api/messages", json={"mime": raw.decode(), "recipients": ["r@example.com"]},
+                               headers={"Authorization": f"Bearer {key}"})
+    answer = r.get_json()
+    assert r.status_code == 400 and answer["field"] == "mime" and "nested" in answer["error"], answer
+
+
+def test_api_from_header_with_comments_nested_deep(app: Any, parts: Clicktrail) -> None:
+    apikeys = pytest.importorskip("clicktrail.apikeys", reason="the API is not in this tree yet")
+    _, key = apikeys.create(parts.store, "nested")
+    client, auth = app.test_client(), {"Authorization": f"Bearer {key}"}
+    r = client.post("/api/messages", json={"mime": NESTED_FROM.decode(), "recipients": "r@example.com"}, headers=auth)
+    assert r.status_code == 200 and "clicks.example.com" in r.get_json()["messages"][0]["mime"]  # the default domain
+    r = client.post("/api/messages", json={"mime": NESTED_FROM.decode(), "send": True}, headers=auth)
+    assert r.status_code == 400 and r.get_json()["field"] == "mime" and "From" in r.get_json()["error"]
+
+
+@pytest.mark.parametrize("name", ["from", "recipients"])
+def test_api_addresses_with_comments_nested_deep_are_refused(app: Any, parts: Clicktrail, name: str) -> None:
+    apikeys = pytest.importorskip("clicktrail.apikeys", reason="the API is not in this tree yet")
+    _, key = apikeys.create(parts.store, "nested")
+    body = {"html": "<p>x</p>", "from": "a@example.com", "recipients": "r@example.com", name: "(" * 50_000 + "a@example.com"}
+    r = app.test_client().post("/api/messages", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 400 and r.get_json()["field"] == name, r.get_data(as_text=True)[:300]

@@ -62,3 +62,23 @@ def test_plain_comments_are_not_tokenized() -> None:
 
 def test_a_tag_cut_off_by_the_end_of_the_text_is_not_reported() -> None:
     assert [t for t in tags('<p>x</p><a href="https://e.com/') if t.kind == "start" and t.name == "a"] == []
+
+
+def test_end_is_where_appended_markup_is_still_markup() -> None:
+    from clicktrail.htmlscan import End
+
+    def end(text: str) -> int:
+        (e,) = [i for i in scan(text) if isinstance(i, End)]
+        return e.at
+
+    assert end("<p>x</p>") == 8
+    assert end("<p>x</p><!-- cut") == end("<p>x</p><textarea>cut") == end("<p>x</p><a href='cut") == 8
+    assert end("<p>x</p><!-- closed --><style>a{}</style>") == 41
+    assert end("<p>\r\n</p>\r\n<!--") == 11  # mapped back through CRLF
+
+
+def test_conditional_comment_text_is_marked_and_starts_after_its_condition() -> None:
+    from clicktrail.htmlscan import Text
+
+    texts = [(t.data, t.in_comment) for t in scan("a<!--[if mso]>b<![endif]-->c") if isinstance(t, Text)]
+    assert texts == [("a", False), ("b", True), ("c", False)]

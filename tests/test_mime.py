@@ -163,3 +163,87 @@ def test_more_links_than_an_identifier_can_number_passes_through_unchanged() -> 
     assert p.links.links == []
     mime = message("Content-Type: text/html", html)
     assert prepare(mime, OPTS).render(lambda idx: TOKEN) == mime
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'Hi:\n\n<a href="https://e.com/x">here</a>', b'Note: see below\n<p><a href="https://e.com/x">x</a></p>',
+     b'From the team:\n\n<a href="https://e.com/x">x</a>', b"Dear Ann,\n<p>hi</p>"],
+)
+def test_html_opening_with_a_colon_line_is_html(raw: bytes) -> None:
+    assert not looks_like_mime(raw)
+
+
+def test_html_opening_with_a_colon_line_gets_its_link_and_pixel() -> None:
+    raw = b'Hi:\n\n<a href="https://e.com/x">here</a>'
+    out = render(raw)
+    assert out.startswith(f'Hi:\n\n<a href="{BASE}/{TOKEN}/x">here</a><img src="{BASE}/{TOKEN}/o.gif"'.encode())
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"X-Mailer: x\n\nbody", b"From a@b.example Mon Jan  1 00:00:00 2024\nSubject: x\n\nbody",
+     b"Received: from a\n by b\nTo: c@example.com\n\nx", b"Foo: bar\nMessage-ID: <a@b>\n\nx",
+     b"From: a@example.com\r\nContent-Type: text/html\r\n<a href='https://e.com/'>x</a>"],
+)
+def test_headers_with_a_message_field_are_mime(raw: bytes) -> None:
+    assert looks_like_mime(raw)
+
+
+def two_html_parts(outer: str, first: bytes = b"text/html", second: bytes = b"text/html") -> bytes:
+    return message(
+        f'Content-Type: multipart/{outer}; boundary="M"',
+        b"--M\nContent-Type: " + first + b'\n\n<body><a href="https://e.com/1">1</a></body>\n'
+        b"--M\nContent-Type: " + second + b'\n\n<body><a href="https://e.com/2">2</a></body>\n--M--\n')
+
+
+def pixels(out: bytes) -> list[int]:
+    """Which of the message's parts (split at the boundary) hold the pixel."""
+    return [i for i, part in enumerate(out.split(b"\n--M")) if b"/o.gif" in part]
+
+
+def test_one_pixel_per_message_in_the_first_of_mixed_html_parts() -> None:
+    out = render(two_html_parts("mixed"))  # Apple Mail's inline HTML around an attachment
+    assert out.count(b"/o.gif") == 1 and pixels(out) == [1]
+    assert out.count(f"{BASE}/{TOKEN}/".encode()) == 3  # both links and the one pixel
+
+
+def test_the_pixel_goes_in_the_html_alternative_whatever_the_order() -> None:
+    assert pixels(render(two_html_parts("alternative", b"text/plain"))) == [2]
+    assert pixels(render(two_html_parts("alternative", b"text/html", b"text/plain"))) == [1]
+    assert pixels(render(two_html_parts("alternative"))) == [2]  # the last alternative is the one shown
+
+
+def test_the_pixel_goes_in_the_alternative_shown_when_it_is_nested() -> None:
+    related = (b'multipart/related; boundary="R"\n\n--R\nContent-Type: text/html\n\n'
+               b'<body><a href="https://e.com/r">r</a></body>\n--R\nContent-Type: image/png\n\nPNG\n--R--')
+    out = render(two_html_parts("alternative", b"text/plain", related))
+    assert out.count(b"/o.gif") == 1 and b'<a href="' + f"{BASE}/{TOKEN}/r".encode() + b'">r</a><img' in out
+
+
+def test_no_pixel_when_the_only_html_is_an_attachment() -> None:
+    out = render(two_html_parts("mixed", b"text/plain", b"text/html\nContent-Disposition: attachment"))
+    assert b"/o.gif" not in out
+
+
+def nested_rfc822(levels: int) -> bytes:
+    return b"Content-Type: message/rfc822\r\n\r\n" * levels + b"Subject: x\r\n\r\n<a href='https://e.com/'>x</a>"
+
+
+def nested_multipart(levels: int) -> bytes:
+    head = b"".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n'.encode() for i in range(levels))
+    tail = b"".join(f"\r\n--b{i}--".encode() for i in reversed(range(levels)))
+    return b"From: a@example.com\r\n" + head + b"Content-Type: text/html\r\n\r\n<a href='https://e.com/'>x</a>" + tail
+
+
+@pytest.mark.parametrize("raw", [nested_rfc822(1000), nested_rfc822(5000), nested_multipart(2000),
+                                 nested_multipart(150)], ids=["rfc822 x1000", "rfc822 x5000", "mixed x2000", "mixed x150"])
+def test_deeply_nested_messages_pass_through_unchanged_with_a_warning(raw: bytes) -> None:
+    p = prepare(raw, OPTS)
+    assert p.render(lambda idx: TOKEN) == raw and p.links.links == []
+    assert p.warnings and "unchanged" in p.warnings[0] and "nested" in p.warnings[0]
+
+
+def test_moderately_nested_messages_are_still_rewritten() -> None:
+    p = prepare(nested_multipart(50), OPTS)
+    assert p.links.links == [("click", "https://e.com/")] and not p.warnings

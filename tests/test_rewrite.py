@@ -159,3 +159,77 @@ def test_plain_text_bare_and_bracketed_urls() -> None:
 )
 def test_plain_text_trailing_punctuation_is_not_part_of_the_url(text: str, url: str) -> None:
     assert rewrite_text(text)[1].links == [("click", url)]
+
+
+EVIL = "https://evil.example.net/x"
+
+
+@pytest.mark.parametrize(
+    "html",
+    [f'<!--[if mso]><a href="{EVIL}">www.bank.com</a><![endif]-->',
+     f'<!--[if mso]><v:roundrect href="{EVIL}" arcsize="10%"><center>bank.com</center></v:roundrect><![endif]-->',
+     # the VML button opened in one comment, its text outside, closed in another (buttons.cm style)
+     f'<!--[if mso]><v:roundrect href="{EVIL}"><center><![endif]--><a href="{EVIL}">https://bank.com</a>'
+     '<!--[if mso]></center></v:roundrect><![endif]-->',
+     f'<a href="{EVIL}"><!--[if mso]>www.bank.com<![endif]--></a>',  # what Outlook shows
+     f'<a href="{EVIL}">10.0.0.1</a>', f'<a href="{EVIL}">&lt;https://bank.com&gt;</a>',
+     f'<a href="{EVIL}">bank&#8203;.com</a>', f'<a href="{EVIL}">bank&shy;.com</a>'],
+)
+def test_scam_prevention_also_inside_conditional_comments_and_for_disguised_addresses(html: str) -> None:
+    out, links = rewrite_html(html, NO_PIXEL)
+    assert out == html and links.links == []
+
+
+def test_links_in_conditional_comments_with_ordinary_text_are_still_tracked() -> None:
+    html = (f'<!--[if mso]><v:roundrect href="{EVIL}"><center>Log in</center></v:roundrect>'
+            f'<a href="{EVIL}">Log in</a><![endif]--><v:oval href="{EVIL}"/>')
+    out, links = rewrite_html(html, NO_PIXEL)
+    assert out.count(f"{BASE}/{TOKEN}/x") == 3 and links.links == [("click", EVIL)]
+
+
+@pytest.mark.parametrize("text", ["report.pdf", "index.html", "Node.js", "St.Louis"])
+def test_file_names_and_dotted_words_are_not_taken_for_hosts(text: str) -> None:
+    assert TOKEN in rewrite_html(f'<a href="https://e.com/x">{text}</a>', NO_PIXEL)[0]
+
+
+@pytest.mark.parametrize(
+    ("html", "kept"),
+    [('<a href="https://e.com/x" data-clicktrail="off">go</a>', '<a href="https://e.com/x">go</a>'),
+     ('<img data-clicktrail="off" src="https://e.com/i.png" alt="">', '<img src="https://e.com/i.png" alt="">'),
+     ('<a name="top" data-clicktrail=OFF>x</a>', '<a name="top">x</a>'),
+     ("<p data-clicktrail='off'>t</p>", "<p>t</p>"),
+     ('<!--[if mso]><v:rect data-clicktrail="off" href="https://e.com/v"/><![endif]-->',
+      '<!--[if mso]><v:rect href="https://e.com/v"/><![endif]-->')],
+)
+@pytest.mark.parametrize("opts", [Options(BASE), Options(BASE, track_clicks=False, track_opens=False),
+                                  Options(BASE, track_clicks=False), Options(BASE, track_opens=False)])
+def test_our_marker_is_always_removed(html: str, kept: str, opts: Options) -> None:
+    out, links = rewrite_html(html, opts)
+    assert "data-clicktrail" not in out and out.startswith(kept) and links.links == []
+
+
+def test_marker_with_another_value_is_left_alone() -> None:
+    html = '<a data-clicktrail="on" href="https://e.com/x">go</a>'
+    assert rewrite_html(html, NO_PIXEL)[0] == f'<a data-clicktrail="on" href="{BASE}/{TOKEN}/x">go</a>'
+
+
+def test_no_pixel_when_asked_for_none() -> None:
+    links = LinkTable()
+    out = html_template("<body><p>x</p></body>", links, OPTS, pixel=False).render(lambda idx: TOKEN)
+    assert out == "<body><p>x</p></body>"
+
+
+PIXEL = f'<img src="{BASE}/{TOKEN}/o.gif" {PIXEL_ATTRS}>'
+
+
+@pytest.mark.parametrize(
+    ("html", "at"),
+    [("<p>x</p><!-- footer", 8), ("<p>x</p><!--[if mso]><v:rect/>", 8), ("<p>x</p><textarea>y", 8),
+     ("<p>x</p><title>t", 8), ("<p>x</p><style>p{}", 8), ("<p>x</p><script>1<2", 8), ("<p>x</p><plaintext>z", 8),
+     ("<p>x</p><div class='a", 8), ("<p>x</p><br", 8), ("<p>x</p></", 8), ("<p>x</p><!doc", 8),
+     ("<p>x</p>\r\n<!--\r\nz", 10),
+     ("<p>x</p><!-- done --><textarea>y</textarea>", 43), ("<p>x</p><!---->", 15), ("a < b", 5), ("a <", 3)],
+)
+def test_pixel_goes_before_a_construct_the_end_cuts_off(html: str, at: int) -> None:
+    out, _ = rewrite_html(html)
+    assert out == html[:at] + PIXEL + html[at:]
