@@ -686,13 +686,14 @@ class Store:
     def settle(self) -> None:
         """Make this process's own journaled events visible to its reads (a no-op when nothing waits).
 
-        Waits for the database, and for the mover thread's batch, at most about
-        SETTLE_BUSY_MS each: a read is never held up for long (the mover stores them anyway).
+        Waits at most SETTLE_BUSY_MS for the database, and for a batch the mover
+        thread is storing at most as long as that batch may wait (EVENT_BUSY_MS):
+        a read is never held up for long, and the mover stores the events anyway.
         """
         journal = self._journal
         if journal is not None and journal.waiting() and journal.pid == os.getpid():
             try:
-                self._move(SETTLE_BUSY_MS, lock_timeout=SETTLE_BUSY_MS / 1000)
+                self._move(SETTLE_BUSY_MS, lock_timeout=EVENT_BUSY_MS / 1000)
             except (sqlite3.Error, OSError) as e:
                 log.warning("journal not moved before reading: %s", e)
 

@@ -131,7 +131,7 @@ def test_a_new_process_with_a_dead_ones_pid_never_takes_its_journal(tmp_path: Pa
         (folder / name).write_text(row.format(name).replace("dead-1", name))
     store.add_event(Event("click", 7, 1, "https://e.com/", user_agent="new"))
     assert len(journal_files(store)) == 3
-    assert Store(store.path, store.spool).replay() == 3
+    assert Store(store.path, store.spool).replay() >= 2  # the live one's mover may have stored its own already
     assert sorted(stored(store)) == sorted([f"{os.getpid()}-1.jsonl", f"{os.getpid()}-abc-1.jsonl", "new"])
 
 
