@@ -19,6 +19,8 @@ from .errors import ClicktrailError
 from .messages import track
 from .tracker import Clicktrail, build
 
+PORT = click.IntRange(1, 65535)
+
 LOG_KINDS = ("clicks", "opens", "attempts", "deliveries", "failures")
 EVENT_TYPES = {"clicks": "click", "opens": "open", "deliveries": "delivery", "failures": "failure"}
 
@@ -108,7 +110,7 @@ def replay() -> None:
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option("--port", default=8000, show_default=True, type=PORT, help="Port to listen on.")
 def serve(host: str, port: int) -> None:
     """Run the development server (use gunicorn in production)."""
     from .tracker import create_app
@@ -163,17 +165,20 @@ def keys_revoke(key_id: str) -> None:
 
 
 @main.command()
-@click.option("--port", default=8000, show_default=True, help="Port for the demo tracker on 127.0.0.1.")
+@click.option("--port", default=8000, show_default=True, type=PORT, help="Port for the demo tracker on 127.0.0.1.")
 @click.option("--data", default="demo-data", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the demo's database and messages.")
 @click.option("--no-serve", is_flag=True, help="Prepare the demo and print its links, but start no server.")
 def demo(port: int, data: str, no_serve: bool) -> None:
     """Rewrite a sample newsletter, print its links, and run the tracker on 127.0.0.1."""
     folder = Path(data).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
     password_file = folder / "stats-password"
-    if not password_file.exists():
-        password_file.write_text(secrets.token_urlsafe(9) + "\n")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not password_file.exists():
+            password_file.write_text(secrets.token_urlsafe(9) + "\n")
+    except OSError as e:
+        raise click.ClickException(f"--data: cannot use {folder} for the demo's files: {e.strerror or e}") from e
     env = {
         "CLICKTRAIL_CLICK_DOMAIN": f"http://127.0.0.1:{port}",
         "CLICKTRAIL_DATABASE": str(folder / "clicktrail.db"),
@@ -199,8 +204,9 @@ def demo(port: int, data: str, no_serve: bool) -> None:
         echo(f"          -> {url}")
     echo(f"  [open pixel] {base}/{parts.signer.mint(attempt, 0)}/o.gif")
     echo(f"Stats page: {base}/stats   password: {env['CLICKTRAIL_STATS_PASSWORD']}")
-    echo(f"Raw logs:   CLICKTRAIL_DATABASE={env['CLICKTRAIL_DATABASE']} clicktrail logs clicks")
-    echo(f"API key:    CLICKTRAIL_DATABASE={env['CLICKTRAIL_DATABASE']} clicktrail keys create --name demo"
+    command = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "clicktrail" else "clicktrail"
+    echo(f"Raw logs:   CLICKTRAIL_DATABASE={env['CLICKTRAIL_DATABASE']} {command} logs clicks")
+    echo(f"API key:    CLICKTRAIL_DATABASE={env['CLICKTRAIL_DATABASE']} {command} keys create --name demo"
          "   (README, API: curl examples)")
     if no_serve:
         return

@@ -35,24 +35,34 @@ def yes_no(value: Any) -> bool:
 
 
 def _int(value: Any) -> int:
+    if isinstance(value, float) or isinstance(value, bool):
+        raise ValueError(f"expected a whole number, not {value!r}")
     n = int(value)
     if n < 0:
         raise ValueError("must not be negative")
     return n
 
 
+# A host name as a URL carries it (ASCII: punycode for IDN), or an IP address (IPv6 without its brackets).
+_HOST_CHARS = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?|[0-9a-f:.]+")
+
+
 def _base_url(value: Any) -> str:
-    url = str(value).strip().rstrip("/")
+    url = _text(value).strip().rstrip("/")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected a base URL such as https://clicks.example.com")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError as e:
+        raise ValueError(f"bad port in {url!r}") from e
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _HOST_CHARS.fullmatch(parts.hostname):
+        raise ValueError("expected a base URL such as https://clicks.example.com (an IDN host in its xn-- form)")
     if parts.path or parts.query or parts.fragment:
         raise ValueError("a click domain is scheme, host and port only, without a path")
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
 def _host(value: Any) -> str:
-    text = str(value).strip().rstrip("/")
+    text = _text(value).strip().rstrip("/")
     parts = urlsplit(text if "://" in text else "//" + text)
     if not parts.hostname or parts.path or parts.query or parts.fragment:
         raise ValueError("expected a host name (with its port if not the default), such as stats.example.com")
@@ -60,6 +70,8 @@ def _host(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"expected text, not {type(value).__name__}")
     return str(value)
 
 
@@ -218,7 +230,7 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         try:
             with open(path, "rb") as f:
                 file_values = tomllib.load(f)
-        except (OSError, tomllib.TOMLDecodeError) as e:
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"CLICKTRAIL_CONFIG: cannot read {path}: {e}") from e
         names = {s.name for s in SETTINGS}
         unknown = sorted(set(file_values) - names)

@@ -9,12 +9,14 @@ import multiprocessing
 wsgi_app = "clicktrail.tracker:create_app()"
 # Loopback only: nginx is the one door, and sets the X-Forwarded-* headers clicktrail trusts.
 bind = "127.0.0.1:8000"
-# Clicks spend their time waiting for the disk (each event is fsync'd), so a few workers per core.
+# A click is a lookup and one journal write (plus an fsync with CLICKTRAIL_SYNC=yes): a few workers per core.
 workers = multiprocessing.cpu_count() * 2 + 1
 worker_class = "sync"
 timeout = 30
 graceful_timeout = 10
 keepalive = 2
+# Long enough for any tracked link (its original URL rides in the path): 8190, gunicorn's most.
+limit_request_line = 8190
 # Recycle workers now and then so a slow leak anywhere cannot grow without bound.
 max_requests = 20000
 max_requests_jitter = 2000

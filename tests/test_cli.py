@@ -107,3 +107,11 @@ def test_bad_tag_or_recipient_is_refused_before_anything_is_recorded(env: dict[s
 def test_a_warning_is_printed_once(env: dict[str, str]) -> None:
     raw = b'From: a@e.com\nContent-Type: multipart/mixed; boundary="X"\n\n--X\n\nbroken\n'
     assert run("rewrite", stdin=raw).stderr.decode().count("passed through unchanged") == 1
+
+
+@pytest.mark.parametrize("args", [("serve", "--port", "-1"), ("serve", "--port", "65536"), ("demo", "--port", "99999"),
+                                  ("demo", "--no-serve", "--data", "/proc/no-such-folder")])
+def test_bad_port_or_demo_folder_is_a_clear_error(env: dict[str, str], args: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert args[-2] in result.output  # names the option

@@ -25,7 +25,9 @@ def test_environment_over_file_over_default(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [("CLICKTRAIL_CLICK_DOMAIN", "clicks.example.com"), ("CLICKTRAIL_CLICK_DOMAIN", "https://c.example.com/path"),
-     ("CLICKTRAIL_TRUSTED_PROXIES", "-1"), ("CLICKTRAIL_TRACK_OPENS", "maybe")],
+     ("CLICKTRAIL_TRUSTED_PROXIES", "-1"), ("CLICKTRAIL_TRACK_OPENS", "maybe"),
+     ("CLICKTRAIL_CLICK_DOMAIN", "http://exa mple.com"), ("CLICKTRAIL_CLICK_DOMAIN", "http://clicks.example.com:99999"),
+     ("CLICKTRAIL_CLICK_DOMAIN", "https://bücher.example"), ("CLICKTRAIL_AGGREGATE_INTERVAL", "5.7")],
 )
 def test_bad_value_names_the_setting(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -83,3 +85,20 @@ def test_a_placeholder_in_the_file_is_refused_too(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="secret_key in .*: still the placeholder"):
         load({"CLICKTRAIL_CONFIG": str(cfg_file), "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")})
     assert load({"CLICKTRAIL_SECRET_KEY": "exchange-me-not", "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")})
+
+
+@pytest.mark.parametrize(("line", "name"), [('database = ["a.db"]', "database"),
+                                            ("aggregate_interval = 5.7", "aggregate_interval"),
+                                            ("click_domain = 7", "click_domain"), ("smtp_hostname = true", "smtp_hostname")])
+def test_a_value_of_the_wrong_type_in_the_file_is_refused(tmp_path: Path, line: str, name: str) -> None:
+    cfg_file = tmp_path / "ct.toml"
+    cfg_file.write_text(line + "\n")
+    with pytest.raises(ConfigError, match=f"{name} in "):
+        load({"CLICKTRAIL_CONFIG": str(cfg_file)})  # refused while reading: nothing is created anywhere
+
+
+def test_a_config_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "ct.toml"
+    cfg_file.write_bytes(b"\x00\xd8\xff\xfe binary")
+    with pytest.raises(ConfigError, match="CLICKTRAIL_CONFIG: cannot read"):
+        load({"CLICKTRAIL_CONFIG": str(cfg_file), "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")})
