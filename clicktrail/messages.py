@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from .domains import domain_for, from_domain, host_of
 from .errors import StoreUnavailable
 from .logstore import Attempt, Store, attempt_key, new_id
-from .mime import Prepared, header_text, prepare
+from .mime import SWITCHES, Prepared, drop_headers, header_text, prepare
 from .rewrite import Options
 from .tokens import Signer
 
@@ -93,10 +93,21 @@ def track(
     return Result(copies, prepared, list(prepared.warnings), base)
 
 
-def untouched(store: Store, raw: bytes, recipients: Sequence[str], tag: str | None = None) -> list[Copy]:
-    """Record one attempt per recipient for a message passed on byte for byte, with nothing tracked."""
+def untouched(store: Store, raw: bytes, recipients: Sequence[str | None], tag: str | None = None) -> list[Copy]:
+    """Record one attempt per recipient for a signed message passed on with nothing tracked.
+
+    It goes byte for byte, but for our switch headers where the signature does
+    not cover them (removing those would break it).
+    """
     headers = email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
     subject, message_id = header_text(headers, "subject"), str(headers.get("message-id", "")).strip()
     attempts = [Attempt(new_id(), r, subject or None, message_id or None, tag, False, False) for r in recipients]
     store.record_message([], attempts)
-    return [Copy(attempt_key(a.id), a.recipient, raw) for a in attempts]
+    signed: set[str] = set()
+    for sig in headers.get_all("dkim-signature", []):
+        for tag_ in "".join(str(sig).split()).split(";"):
+            if tag_.lower().startswith("h="):
+                signed.update(name.lower() for name in tag_[2:].split(":"))
+    names = tuple(n for n in SWITCHES if n not in signed)
+    data = drop_headers(raw, names) if names else raw
+    return [Copy(attempt_key(a.id), a.recipient, data) for a in attempts]

@@ -40,7 +40,7 @@ from .delivery import Upstream, deliver, split_hostport, summary
 from .errors import ClicktrailError, ConfigError
 from .logstore import utcnow
 from .messages import Copy, track, untouched
-from .mime import SWITCHES, BadSwitch, drop_headers, looks_like_mime
+from .mime import BadSwitch, drop_headers, looks_like_mime
 from .rewrite import Options
 from .tracker import Clicktrail
 
@@ -193,7 +193,7 @@ class Relay:
         if headers is not None and "dkim-signature" in headers:
             if not self.cfg["smtp_rewrite_dkim"]:
                 log.warning("message carries a DKIM-Signature: forwarded untouched, without tracking")
-                return untouched(self.parts.store, _without_unsigned_switches(raw, headers), rcpts)
+                return untouched(self.parts.store, raw, rcpts)
             log.warning("message carries a DKIM-Signature: removed, as rewriting breaks it")
             raw = drop_headers(raw, ("dkim-signature",))
         c = self.cfg
@@ -224,17 +224,6 @@ class Relay:
             ])
         except sqlite3.Error as e:  # the copies went; at worst a retry sends them again
             log.error("delivered copies not remembered: %s", e)
-
-
-def _without_unsigned_switches(raw: bytes, headers: Any) -> bytes:
-    """A signed message without our switch headers, unless a signature covers them (removing those would break it)."""
-    signed: set[str] = set()
-    for sig in headers.get_all("dkim-signature", []):
-        for tag in "".join(str(sig).split()).split(";"):
-            if tag.lower().startswith("h="):
-                signed.update(name.lower() for name in tag[2:].split(":"))
-    names = tuple(n for n in SWITCHES if n not in signed)
-    return drop_headers(raw, names) if names else raw
 
 
 def _message_id(raw: bytes) -> str | None:

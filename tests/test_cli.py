@@ -115,3 +115,17 @@ def test_bad_port_or_demo_folder_is_a_clear_error(env: dict[str, str], args: tup
     result = CliRunner().invoke(main, list(args))
     assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit)  # a message, not a traceback
     assert args[-2] in result.output  # names the option
+
+
+def test_a_dkim_signed_message_passes_untouched_unless_rewriting_is_allowed(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signed = (ROOT.parent / "shared" / "corpus" / "mime" / "mimekit-dkim-related.eml").read_bytes()
+    assert b"DKIM-Signature" in signed
+    out = run("rewrite", stdin=signed)
+    assert out.returncode == 0 and out.stdout == signed  # a rewrite would break the signature
+    assert b"DKIM-Signature" in out.stderr and b"untouched" in out.stderr
+    monkeypatch.setenv("CLICKTRAIL_SMTP_REWRITE_DKIM", "yes")
+    out = run("rewrite", stdin=signed)
+    assert out.returncode == 0 and b"DKIM-Signature" not in out.stdout and b"https://clicks.example.com/" in out.stdout
+    assert b"removed" in out.stderr
