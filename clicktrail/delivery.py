@@ -104,6 +104,9 @@ def _text(resp: bytes | str) -> str:
     return " ".join(text.split())  # a multi-line reply becomes one line
 
 
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+
+
 def _send(conn: smtplib.SMTP, envelope_from: str, copy: Copy, options: Sequence[str]) -> Outcome:
     """One copy, one transaction, one recipient."""
     try:
@@ -112,8 +115,9 @@ def _send(conn: smtplib.SMTP, envelope_from: str, copy: Copy, options: Sequence[
         rcpt = copy.recipient or ""
     if not rcpt:
         return Outcome(copy, 554, "5.1.3 this copy has no recipient address")
-    opts = [f"SIZE={len(copy.data)}"] if conn.has_extn("size") else []
-    if conn.has_extn("8bitmime") and any(b > 127 for b in copy.data):
+    data = _BARE_LF.sub(b"\r\n", copy.data)  # SMTP lines end in CRLF (RFC 5321 2.3.8); a bare LF is not one
+    opts = [f"SIZE={len(data)}"] if conn.has_extn("size") else []
+    if conn.has_extn("8bitmime") and any(b > 127 for b in data):
         opts.append("BODY=8BITMIME")
     if "SMTPUTF8" in options and conn.has_extn("smtputf8"):
         opts.append("SMTPUTF8")
@@ -123,7 +127,7 @@ def _send(conn: smtplib.SMTP, envelope_from: str, copy: Copy, options: Sequence[
         code, resp = conn.rcpt(rcpt)
         if code in (250, 251):
             try:
-                code, resp = conn.data(copy.data)
+                code, resp = conn.data(data)
             except smtplib.SMTPDataError as e:  # DATA itself refused (no 354)
                 code, resp = e.smtp_code, e.smtp_error
             if code == 250:

@@ -78,6 +78,14 @@ class _Handler:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if not _mailbox(address):
+            return "553 5.1.3 not a valid recipient address"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         login = session.auth_data if session.authenticated else None
         content = envelope.content if isinstance(envelope.content, bytes) else envelope.original_content or b""
@@ -224,6 +232,14 @@ class Relay:
             ])
         except sqlite3.Error as e:  # the copies went; at worst a retry sends them again
             log.error("delivered copies not remembered: %s", e)
+
+
+def _mailbox(address: str) -> bool:
+    """Whether a RCPT address can name a mailbox: local@domain (UTF-8 allowed: SMTPUTF8), or Postmaster alone."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address.lower() == "postmaster"
+    return bool(local and domain) and address.isprintable() and not any(c.isspace() for c in address)
 
 
 def _message_id(raw: bytes) -> str | None:

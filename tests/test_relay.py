@@ -490,3 +490,29 @@ def test_a_logins_own_click_domain_carries_the_links_it_relays(
     for elsewhere in (BASE, offers, "https://elsewhere.example"):
         assert client.get(f"/{ann_token}/sale?id=7", base_url=elsewhere).status_code == 404
     assert client.get(f"/{bob_token}/sale?id=7", base_url=offers).status_code == 302
+
+
+def test_bare_lf_mail_goes_upstream_with_crlf_lines(
+        upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
+    up = upstream()
+    r = relay(up.port)
+    add_login(store)
+    bare = message().replace(b"\r\n", b"\n")  # short: aiosmtpd takes a bare-LF "line" of up to 1,000 octets
+    send(r, bare, ["ann@example.com"])  # smtplib sends bytes as they are: bare LFs on the wire
+    (_, _, data), = up.received
+    assert b"\n" not in data.replace(b"\r\n", b"") and data.count(b"\r\n") >= 8  # the upstream counts lines right
+    assert b"https://clicks.example.com/" in data
+
+
+def test_a_recipient_that_is_no_address_is_refused_at_rcpt(
+        upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
+    up = upstream()
+    r = relay(up.port)
+    add_login(store)
+    with smtplib.SMTP("127.0.0.1", r.port, "client.test", timeout=30) as c:
+        c.login("app", "app-pass")
+        c.mail("bounces@shop.example.com")
+        assert c.rcpt("not an address")[0] == 553
+        assert c.rcpt("@example.com")[0] == 553
+        assert c.rcpt("Postmaster")[0] == 250
+        assert c.rcpt("ann@example.com")[0] == 250
