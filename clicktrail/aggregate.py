@@ -6,10 +6,12 @@ hour (and per day) × tag × URL → summary tables; attempts → messages sent 
 hour × tag.  The dashboard reads only the summaries, so a page costs the same
 at a thousand or a million events.
 
-Counting rules are those of ``Store.stats``: a total open is a pixel load,
-plus one for a copy whose images alone were seen (withdrawn when its pixel
-arrives); a unique open or click is one per copy, counted in the hour of the
-copy's first one (moved if a replayed event turns out to be earlier).
+Counting rules: a click is an open too (the reader saw the message, images
+blocked or not), so a total open is a pixel load, plus one for a copy whose
+images or clicks alone were seen (withdrawn when its pixel arrives); a unique
+open is one per copy opened or clicked, a unique click one per copy clicked,
+each counted in the hour of the copy's first one (moved if a replayed event
+turns out to be earlier).  So click-to-open never passes 100 %.
 
 Every worker may run the step on a timer, and ``clicktrail aggregate`` may
 run beside them: a batch commits only if the high-water mark is still the one
@@ -116,6 +118,14 @@ class _Copy:
     clicks: int = 0
 
 
+def _implied(c: _Copy) -> str | None:
+    """When a copy's one open without a pixel load counts: its first image or click; None once its pixel came."""
+    if c.pixels:
+        return None
+    seen = [t for t in (c.first_image, c.first_click) if t is not None]
+    return min(seen) if seen else None
+
+
 class _Batch:
     """Deltas of one batch, applied in memory first."""
 
@@ -139,21 +149,30 @@ class _Batch:
         self._hour(ts, tag, col, +1)
         return ts
 
+    def _implied_open(self, c: _Copy, before: str | None) -> None:
+        """Move the one total open a copy without a pixel load has (at its first image or click)."""
+        after = _implied(c)
+        if after != before:
+            if before is not None:
+                self._hour(before, c.tag, 0, -1)
+            if after is not None:
+                self._hour(after, c.tag, 0, +1)
+
     def open(self, aid: int, c: _Copy, ts: str, kind: str | None) -> None:
+        before = _implied(c)
         c.first_open = self._first(c.first_open, ts, c.tag, 1)
         if kind == "pixel":
             self._hour(ts, c.tag, 0, +1)
-            if c.pixels == 0 and c.first_image is not None:
-                self._hour(c.first_image, c.tag, 0, -1)  # no longer an images-only copy
             c.pixels += 1
         elif kind == "image":
-            if c.pixels:
-                c.first_image = min(c.first_image or ts, ts)
-            else:  # images alone seen so far: one open, at the first of them
-                c.first_image = self._first(c.first_image, ts, c.tag, 0)
+            c.first_image = min(c.first_image or ts, ts)
+        self._implied_open(c, before)
 
     def click(self, aid: int, c: _Copy, ts: str, url: str) -> None:
+        before = _implied(c)
+        c.first_open = self._first(c.first_open, ts, c.tag, 1)  # a click is an open
         c.first_click = self._first(c.first_click, ts, c.tag, 3)
+        self._implied_open(c, before)
         c.clicks += 1
         self._hour(ts, c.tag, 2, +1)
         uid = url_id(url)

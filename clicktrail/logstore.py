@@ -171,6 +171,10 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         )""",
         "CREATE INDEX click_domains_host ON click_domains (host)",
     ]),
+    (6, [  # a click counts as an open (aggregate.py): the event summaries are folded again from the start
+        *(f"DELETE FROM {t}" for t in ("agg_attempts", "agg_hours", "agg_link_first", "agg_link_hours", "agg_link_days")),
+        "UPDATE agg_state SET seq = 0 WHERE name = 'events'",
+    ]),
 ]
 SQLITE = {"serial": "INTEGER PRIMARY KEY"}
 EVENT_TYPES = ("click", "open", "delivery", "failure")
@@ -859,11 +863,13 @@ class Store:
         mine = f" AND attempt_id IN (SELECT id FROM attempts WHERE 1 = 1{cond})" if params else ""
         one = lambda sql: conn.execute(sql, params).fetchone()[0] or 0  # noqa: E731
         messages = one(f"SELECT COUNT(*) FROM attempts WHERE 1 = 1{cond}")
-        unique_opens = one(f"SELECT COUNT(DISTINCT attempt_id) FROM events WHERE type = 'open'{mine}")
+        # A click is an open too: the reader saw the message, with its images blocked or not.
+        unique_opens = one(f"SELECT COUNT(DISTINCT attempt_id) FROM events WHERE type IN ('open', 'click'){mine}")
         # One view is one open however many images it loads: a view loads the pixel
-        # once, so count pixel loads, plus one for a copy whose images alone were seen.
+        # once, so count pixel loads, plus one for a copy whose images or clicks alone were seen.
         total_opens = one(f"SELECT COUNT(*) FROM events WHERE type = 'open' AND kind = 'pixel'{mine}") + one(
-            "SELECT COUNT(DISTINCT attempt_id) FROM events e WHERE type = 'open' AND kind = 'image' AND NOT EXISTS"
+            "SELECT COUNT(DISTINCT attempt_id) FROM events e WHERE (type = 'click' OR (type = 'open' AND kind = 'image'))"
+            " AND NOT EXISTS"
             " (SELECT 1 FROM events p WHERE p.attempt_id = e.attempt_id AND p.type = 'open' AND p.kind = 'pixel')"
             f"{mine}")
         unique_clicks = one(f"SELECT COUNT(DISTINCT attempt_id) FROM events WHERE type = 'click'{mine}")

@@ -332,11 +332,11 @@ def test_periods_and_tags_filter(client: FlaskClient, parts: Clicktrail) -> None
     aggregate.fold(parts.store)
     login(client)
     day = client.get("/stats?period=24h").text
-    assert (card(day, "messages"), card(day, "unique-clicks"), card(day, "unique-opens")) == ("3", "1", "1")
+    assert (card(day, "messages"), card(day, "unique-clicks"), card(day, "unique-opens")) == ("3", "1", "2")
     month = client.get("/stats?period=30d").text
     assert (card(month, "messages"), card(month, "unique-clicks")) == ("5", "2")
     autumn = client.get("/stats?period=30d&tag=autumn").text
-    assert (card(autumn, "messages"), card(autumn, "unique-clicks"), card(autumn, "unique-opens")) == ("2", "1", "0")
+    assert (card(autumn, "messages"), card(autumn, "unique-clicks"), card(autumn, "unique-opens")) == ("2", "1", "1")
     assert URLS[1] in autumn and URLS[0] not in autumn
     start = (NOW - timedelta(days=21)).date().isoformat()
     end = (NOW - timedelta(days=18)).date().isoformat()
@@ -550,17 +550,37 @@ def test_period_figures_match_a_direct_count_of_the_raw_events(parts: Clicktrail
     pixel_copies, opens, clicks = set(), 0, 0
     for type_ in ("open", "click"):
         for e in parts.store.events(type_):
-            keys = [(type_, e["message"])] + ([("image", e["message"])] if e["kind"] == "image" else [])
+            m = e["message"]
+            keys = [(type_, m)] + [("open", m)] * (type_ == "click")  # a click is an open too
+            keys += [("implied", m)] * (type_ == "click" or e["kind"] == "image")  # an open without the pixel
             for key in keys:
                 first[key] = min(first.get(key, e["time"]), e["time"])
             if e["kind"] == "pixel":
                 pixel_copies.add(e["message"])
                 opens += lo <= e["time"] < hi
             clicks += type_ == "click" and lo <= e["time"] < hi
-    opens += sum(1 for (k, m), t in first.items() if k == "image" and m not in pixel_copies and lo <= t < hi)
+    opens += sum(1 for (k, m), t in first.items() if k == "implied" and m not in pixel_copies and lo <= t < hi)
     unique = lambda kind: sum(1 for (k, _), t in first.items() if k == kind and lo <= t < hi)  # noqa: E731
     shown = summary.overview(parts.store, period)
     assert (shown["total_opens"], shown["unique_opens"], shown["total_clicks"], shown["unique_clicks"]) == (
         opens, unique("open"), clicks, unique("click"))
     assert shown["messages"] == sum(1 for a in parts.store.attempts() if lo <= periods.stamp(
         datetime.fromisoformat(a["time"])) < hi)
+
+
+def test_a_click_is_an_open_so_click_to_open_never_passes_100_percent(client: FlaskClient, parts: Clicktrail) -> None:
+    ids = send(parts.store, 4)
+    click(parts.store, ids[0], 1)  # images blocked: clicked, never opened
+    click(parts.store, ids[0], 2)
+    click(parts.store, ids[1], 1, at=NOW - timedelta(minutes=30))
+    view(parts.store, ids[1])  # its pixel, after the click: still one open
+    view(parts.store, ids[2], "image")
+    click(parts.store, ids[2], 1)
+    aggregate.fold(parts.store)
+    login(client)
+    page = client.get("/stats?period=24h").text
+    shown = {k: card(page, k) for k in ("unique-opens", "total-opens", "unique-clicks", "open-rate",
+                                        "click-to-open-rate")}
+    assert shown == {"unique-opens": "3", "total-opens": "3", "unique-clicks": "3", "open-rate": "75.0%",
+                     "click-to-open-rate": "100.0%"}
+    assert parts.store.stats()["unique_opens"] == 3 and parts.store.stats()["total_opens"] == 3
