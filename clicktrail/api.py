@@ -30,11 +30,11 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
     default_exceptions,
 )
-from werkzeug.routing import Rule
+from werkzeug.routing import BaseConverter, Rule
 
-from . import api_domains, apikeys, export, openapi, submission
+from . import api_domains, apikeys, export, formdata, openapi, submission
 from .delivery import Outcome, Upstream, deliver
-from .errors import BadInput, ClicktrailError, ConfigError
+from .errors import SHOWN, BadInput, ClicktrailError, ConfigError, shown
 from .logstore import Scope, parse_attempt_key
 from .messages import track
 from .mime import BadSwitch, Prepared, drop_headers, looks_like_mime
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.register_blueprint(api_domains.bp, url_prefix="/domains")  # inside: the same key check and JSON errors
 LOG_PARAMS = ("start", "end", "tag", "message", "recipient", "format", "after", "limit")
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_LIMIT = 10_000_000
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 UNESCAPED_PLUS = re.compile(r"(?<=\d) (\d\d:?\d\d)$")
@@ -56,9 +55,14 @@ SEND_TIMEOUT = 20  # seconds per mail server answer with send: true, below gunic
 MAX_ANSWER_BYTES = 64_000_000  # the documented 45 KB newsletter to 1,000 recipients fits (bench/recipients.py)
 MAX_IDENTIFIERS = 2_000_000  # recipients x links
 LINK_BYTES = 40  # what rewriting adds per link, about: the click domain and a 24-character identifier
+MAX_ERROR = 500  # characters of an error message: values in it are cut (errors.shown), this catches the rest
 
 
 def _error(message: str, status: int, field: str | None = None) -> Response:
+    if len(message) > MAX_ERROR:
+        message = message[:MAX_ERROR] + "…"
+    if field is not None and len(field) > SHOWN:  # an unknown field's name, as sent
+        field = field[:SHOWN] + "…"
     resp = jsonify(error=message, field=field)
     resp.status_code = status
     return resp
@@ -131,10 +135,11 @@ def _read_submission() -> submission.Submission:
         except (ValueError, RecursionError) as e:
             raise BadInput(f"the body is not valid JSON: {e}") from e
         return submission.from_json(body, domain)
-    if request.mimetype in FORM_TYPES:
-        items: list[tuple[str, str | bytes]] = list(request.form.items(multi=True))
-        items += [(name, f.read()) for name, f in request.files.items(multi=True)]
-        return submission.from_form(items, domain)
+    if request.mimetype == "multipart/form-data":
+        return submission.from_form(formdata.multipart(request.get_data(), request.mimetype_params.get("boundary")),
+                                    domain)
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return submission.from_form(formdata.urlencoded(request.get_data()), domain)
     raise UnsupportedMediaType("send application/json, application/x-www-form-urlencoded or multipart/form-data")
 
 
@@ -305,7 +310,7 @@ def _int(name: str, low: int, high: int, default: int | None) -> int | None:
 def _no_unknown(known: tuple[str, ...]) -> None:
     for name in request.args:
         if name not in known:
-            raise BadInput(f"unknown parameter {name!r}", field=name)
+            raise BadInput(f"unknown parameter {shown(name)}", field=name)
 
 
 @bp.get(f"/logs/<any({', '.join(export.LOG_NAMES)}):kind>", provide_automatic_options=False)
@@ -381,11 +386,21 @@ def unknown(_rest: str) -> Response:
     raise NotFound("no such API endpoint; see /api/openapi.json")
 
 
+class _Rest(BaseConverter):
+    """The rest of a path under /api, whatever it is: nothing, or "/" and anything (doubled slashes too)."""
+
+    regex = "(?:/.*)?"
+    part_isolating = False
+    weight = 1000  # below every other converter: real routes match first
+
+
 def init_app(app: Flask) -> None:
     """Plug the API into the app."""
     app.register_blueprint(bp)
+    app.url_map.converters["rest"] = _Rest
     # Rules without a method list match every method (Flask's own rules always name theirs), so any
     # other path or method under /api reaches ``unknown`` and is answered in JSON, never by the HTML pages.
-    app.url_map.add(Rule("/api/", endpoint="api.unknown", defaults={"_rest": ""}))
-    app.url_map.add(Rule("/api/<path:_rest>", endpoint="api.unknown"))
+    # They match /api and /api//stats as they are too: else routing answers with an HTML redirect
+    # (to /api/, to /api/stats) before any handler of ours can answer in JSON.
+    app.url_map.add(Rule("/api<rest:_rest>", endpoint="api.unknown"))
     app.view_functions["api.unknown"] = unknown

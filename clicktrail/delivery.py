@@ -14,7 +14,6 @@ our side's problem, not the message's: every copy gets 451, so senders retry.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import re
 import smtplib
@@ -26,6 +25,7 @@ from .config import Config
 from .errors import ClicktrailError, ConfigError
 from .logstore import Event, Store
 from .messages import Copy
+from .submission import Unparsable, parse_addresses
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,11 @@ def _text(resp: bytes | str) -> str:
 
 def _send(conn: smtplib.SMTP, envelope_from: str, copy: Copy, options: Sequence[str]) -> Outcome:
     """One copy, one transaction, one recipient."""
-    rcpt = email.utils.parseaddr(copy.recipient or "")[1] or (copy.recipient or "")
+    try:
+        found = parse_addresses([copy.recipient or ""])
+    except Unparsable:  # an envelope address the mail server may still take as it is
+        found = []
+    rcpt = (found[0][1] if len(found) == 1 else "") or (copy.recipient or "")
     if not rcpt:
         return Outcome(copy, 554, "5.1.3 this copy has no recipient address")
     opts = [f"SIZE={len(copy.data)}"] if conn.has_extn("size") else []

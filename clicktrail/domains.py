@@ -11,7 +11,6 @@ configured click domains and the dashboard host, and 404s any other ``Host``.
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import logging
 import re
@@ -28,6 +27,7 @@ from . import dns
 from .errors import BadInput
 from .logstore import Store, utcnow
 from .mime import looks_like_mime
+from .submission import Unparsable, parse_addresses
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +173,12 @@ def from_domain(raw: bytes) -> str | None:
     if not looks_like_mime(raw):
         return None
     headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    addresses = email.utils.getaddresses([str(v) for v in headers.get_all("From", [])])
+    try:
+        addresses = parse_addresses([str(v) for v in headers.get_all("From", [])])
+    except Unparsable as e:
+        # As for any other From we cannot read: the default click domain, and the message goes on.
+        log.warning("the From header cannot be read (%s): the default click domain is used", e)
+        return None
     for _, address in addresses:
         domain = address.rpartition("@")[2]
         if "@" in address and domain:

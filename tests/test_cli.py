@@ -107,3 +107,18 @@ def test_bad_tag_or_recipient_is_refused_before_anything_is_recorded(env: dict[s
 def test_a_warning_is_printed_once(env: dict[str, str]) -> None:
     raw = b'From: a@e.com\nContent-Type: multipart/mixed; boundary="X"\n\n--X\n\nbroken\n'
     assert run("rewrite", stdin=raw).stderr.decode().count("passed through unchanged") == 1
+
+
+def test_rewrite_of_a_from_header_too_deeply_nested_to_read_uses_the_default_click_domain(
+        env: dict[str, str]) -> None:
+    deep = MESSAGE.replace(b"From: a@example.com", b"From: " + b"(" * 500)
+    out = run("rewrite", stdin=deep)
+    assert out.returncode == 0 and b"Traceback" not in out.stderr, out.stderr
+    assert b"the From header cannot be read" in out.stderr
+    assert b"https://clicks.example.com/" in out.stdout and b'href="https://e.com/x' not in out.stdout
+
+
+def test_rewrite_records_the_bare_addresses_of_to(env: dict[str, str]) -> None:
+    to_two = MESSAGE.replace(b"To: ann@example.com", b"To: Ann <ann@example.com>, bob@example.com")
+    assert run("rewrite", stdin=to_two).returncode == 0
+    assert json.loads(run("logs", "attempts").stdout)["recipient"] == "ann@example.com, bob@example.com"

@@ -380,6 +380,17 @@ def test_unreadable_message_is_forwarded_unchanged(
     assert [data for _, _, data in up.received] == [broken]
 
 
+def test_a_from_header_too_deeply_nested_to_read_is_relayed_tracked_on_the_default_domain(
+        upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
+    up = upstream()
+    r = relay(up.port)
+    add_login(store)
+    deep = message().replace(b"From: Shop <news@shop.example.com>", b"From: " + b"(" * 500)
+    assert send(r, deep, ["ann@example.com"]) == {}
+    ((_, rcpts, data),) = up.received
+    assert rcpts == ["ann@example.com"] and TOKEN.findall(data.decode()) and SHOP.encode() not in data
+
+
 def test_oversize_and_malformed_input_get_smtp_errors_and_the_relay_keeps_serving(
         upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
     up = upstream()
