@@ -15,7 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
 from . import domains
-from .errors import BadInput
+from .errors import BadInput, shown
 from .tracker import ct
 
 bp = Blueprint("domains", __name__)
@@ -92,7 +92,7 @@ def add_domain() -> Response:
     values = _body()
     for name in values:
         if name not in ADD_FIELDS:
-            raise BadInput(f"unknown field {name!r}", field=name)
+            raise BadInput(f"unknown field {shown(name)}", field=name)
     if "domain" not in values:
         raise BadInput("domain is missing: the click domain, such as offers.example.com", field="domain")
     domain = _text(values, "domain")
@@ -109,12 +109,12 @@ def remove_identity() -> Response:
     """Give a sender identity the default click domain again (``?from=`` | ``?login=`` | ``?api_key=``)."""
     for name in request.args:
         if name not in IDENTITIES:
-            raise BadInput(f"unknown parameter {name!r}", field=name)
+            raise BadInput(f"unknown parameter {shown(name)}", field=name)
         if len(request.args.getlist(name)) > 1:
             raise BadInput(f"{name} is given more than once", field=name)
     kind, value, field = _identity(request.args.to_dict())
     if not _checked(field, domains.remove, ct().store, kind, value):
-        raise NotFound(f"the {domains.KIND_NAMES[kind]} {value.strip()} has no click domain of its own")
+        raise NotFound(f"the {domains.KIND_NAMES[kind]} {shown(value.strip())} has no click domain of its own")
     return jsonify(removed=1)
 
 
@@ -122,8 +122,8 @@ def remove_identity() -> Response:
 def remove_domain(domain: str) -> Response:
     """Stop answering on a click domain: remove it from every sender identity."""
     if request.args:
-        raise BadInput(f"unknown parameter {next(iter(request.args))!r}", field=next(iter(request.args)))
+        raise BadInput(f"unknown parameter {shown(next(iter(request.args)))}", field=next(iter(request.args)))
     n = _checked("domain", domains.remove_domain, ct().store, domain)
     if not n:
-        raise NotFound(f"{domain} is not a configured click domain")
+        raise NotFound(f"{shown(domain)} is not a configured click domain")
     return jsonify(removed=n)

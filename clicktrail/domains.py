@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, request
 
 from . import dns
-from .errors import BadInput
+from .errors import BadInput, shown
 from .logstore import Store, utcnow
 from .mime import looks_like_mime
 from .submission import Unparsable, parse_addresses
@@ -55,9 +55,9 @@ def normalize_domain(text: str) -> str:
         try:
             name = name.encode("idna").decode("ascii")
         except UnicodeError as e:
-            raise BadInput(f"{text!r} is not a domain name") from e
+            raise BadInput(f"{shown(text)} is not a domain name") from e
     if not _DOMAIN.match(name) or len(name) > 253:
-        raise BadInput(f"{text!r} is not a domain name")
+        raise BadInput(f"{shown(text)} is not a domain name")
     return name
 
 
@@ -74,13 +74,13 @@ def parse_base(text: str) -> str:
     try:
         parts = urlsplit(raw if "://" in raw else "https://" + raw)
     except ValueError as e:  # e.g. an unclosed "[" of an IPv6 address
-        raise BadInput(f"{text!r} is not a click domain: {e}") from e
+        raise BadInput(f"{shown(text)} is not a click domain: {e}") from e
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment:
-        raise BadInput(f"{text!r} is not a click domain such as offers.example.com or https://offers.example.com")
+        raise BadInput(f"{shown(text)} is not a click domain such as offers.example.com or https://offers.example.com")
     try:
         port = parts.port
     except ValueError as e:
-        raise BadInput(f"{text!r} has a bad port") from e
+        raise BadInput(f"{shown(text)} has a bad port") from e
     host = _host_name(parts.hostname)
     host = f"[{host}]" if ":" in host else host
     if port is not None and f":{port}" != _DEFAULT_PORTS[parts.scheme]:
@@ -99,7 +99,7 @@ def host_of(base: str) -> str:
 def identity(kind: str, value: str) -> str:
     """A sender identity's value as stored (a From domain normalized); BadInput if it is not one."""
     if kind not in KINDS:
-        raise BadInput(f"unknown sender identity kind {kind!r}; one of {', '.join(KINDS)}")
+        raise BadInput(f"unknown sender identity kind {shown(kind)}; one of {', '.join(KINDS)}")
     if kind == "from":
         return normalize_domain(value.rpartition("@")[2])
     if not value.strip():
