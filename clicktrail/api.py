@@ -267,16 +267,18 @@ def _sent(answer: dict[str, Any], outcomes: list[Outcome]) -> int:
     return 502
 
 
-# -- logs and stats -------------------------------------------------------------------
-def _arg(name: str) -> str | None:
+# -- query parameters and logs (stats: api_stats) -------------------------------------------------------------------
+def param(name: str) -> str | None:
+    """The one value of a query parameter, or None; BadInput if it is given more than once."""
     values = request.args.getlist(name)
     if len(values) > 1:
         raise BadInput(f"{name} is given more than once", field=name)
     return values[0] if values else None
 
 
-def _time(name: str) -> str | None:
-    value = _arg(name)
+def time_param(name: str) -> str | None:
+    """A query parameter as an ISO 8601 time, in the stored UTC form (no offset: UTC), or None."""
+    value = param(name)
     if value is None:
         return None
     try:
@@ -289,8 +291,9 @@ def _time(name: str) -> str | None:
         raise BadInput(f"{name} is not an ISO 8601 time such as 2026-12-01T00:00:00Z", field=name) from e
 
 
-def _attempt(name: str) -> int | None:
-    value = _arg(name)
+def message_param(name: str) -> int | None:
+    """A query parameter as a message (attempt) id, or None; -1 for a well-formed id never issued."""
+    value = param(name)
     if value is None:
         return None
     if not MESSAGE_KEY.match(value):
@@ -298,16 +301,19 @@ def _attempt(name: str) -> int | None:
     return parse_attempt_key(value.lower()) or -1  # well formed but never issued: matches nothing
 
 
-def _int(name: str, low: int, high: int, default: int | None) -> int | None:
-    value = _arg(name)
+def int_param(name: str, low: int, high: int, default: int | None) -> int | None:
+    """A query parameter as a whole number from ``low`` to ``high``, else ``default``."""
+    value = param(name)
     if value is None:
         return default
-    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+    # Length first: int() refuses more than 4,300 digits with a ValueError of its own.
+    if not value.isascii() or not value.isdigit() or len(value) > len(str(high)) + 2 or not low <= int(value) <= high:
         raise BadInput(f"{name} is a whole number from {low} to {high}", field=name)
     return int(value)
 
 
-def _no_unknown(known: tuple[str, ...]) -> None:
+def only_params(known: tuple[str, ...]) -> None:
+    """Refuse any query parameter not in ``known``, naming it."""
     for name in request.args:
         if name not in known:
             raise BadInput(f"unknown parameter {shown(name)}", field=name)
@@ -316,15 +322,15 @@ def _no_unknown(known: tuple[str, ...]) -> None:
 @bp.get(f"/logs/<any({', '.join(export.LOG_NAMES)}):kind>", provide_automatic_options=False)
 def logs(kind: str) -> Response:
     """Stream one raw log, oldest first, filtered, as JSON Lines, CSV or a JSON array."""
-    _no_unknown(LOG_PARAMS)
-    fmt = _arg("format") or "jsonl"
+    only_params(LOG_PARAMS)
+    fmt = param("format") or "jsonl"
     if fmt not in export.FORMATS:
         raise BadInput(f"format is one of {', '.join(export.FORMATS)}", field="format")
-    scope = Scope(start=_time("start"), end=_time("end"), tag=_arg("tag"), attempt=_attempt("message"),
-                  recipient=_arg("recipient"))
-    limit = _int("limit", 1, MAX_LIMIT, None)
+    scope = Scope(start=time_param("start"), end=time_param("end"), tag=param("tag"), attempt=message_param("message"),
+                  recipient=param("recipient"))
+    limit = int_param("limit", 1, MAX_LIMIT, None)
     store = ct().store
-    after = _arg("after")
+    after = param("after")
     columns: tuple[str, ...]
     if kind == "attempts":
         place = ("", 0)
@@ -345,21 +351,6 @@ def logs(kind: str) -> Response:
     first = next(body, b"")  # the first chunk before the answer starts, so a failing store is still a 503
     ctype = export.FORMATS[fmt] + ("" if fmt == "json" else "; charset=utf-8")
     return Response(stream_with_context(itertools.chain([first], body)), content_type=ctype)
-
-
-@bp.get("/stats", provide_automatic_options=False)
-def stats() -> Response:
-    """Opens, clicks and rates: overall and per tag (optionally of one tag or one message)."""
-    _no_unknown(("tag", "message", "links"))
-    tag, attempt = _arg("tag"), _attempt("message")
-    links = _int("links", 1, 100, 10) or 10
-    store = ct().store
-    per_tag = []
-    for t in [tag] if tag is not None else store.tags():
-        numbers = store.stats(links, tag=t, attempt=attempt)
-        if numbers["messages"] or attempt is None:
-            per_tag.append({"tag": t, **numbers})
-    return jsonify(totals=store.stats(links, tag=tag, attempt=attempt), tags=per_tag)
 
 
 @bp.get("/openapi.json", provide_automatic_options=False)
@@ -396,6 +387,8 @@ class _Rest(BaseConverter):
 
 def init_app(app: Flask) -> None:
     """Plug the API into the app."""
+    from . import api_stats  # noqa: F401 - its route joins this blueprint
+
     app.register_blueprint(bp)
     app.url_map.converters["rest"] = _Rest
     # Rules without a method list match every method (Flask's own rules always name theirs), so any

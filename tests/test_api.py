@@ -426,6 +426,7 @@ def test_logs_stream_reads_the_store_lazily(client: FlaskClient, auth: dict[str,
     ("start=yesterday", "start"), ("end=2026-13-01", "end"), ("format=xml", "format"),
     ("message=xyz", "message"), ("after=nope", "after"), ("limit=0", "limit"), ("limit=abc", "limit"),
     ("colour=red", "colour"), ("tag=a&tag=b", "tag"), ("start=0001-01-01T00:00:00%2B14:00", "start"),
+    ("limit=" + "9" * 5000, "limit"),
 ])
 def test_bad_log_parameters_are_a_400_naming_them(client: FlaskClient, auth: dict[str, str],
                                                  query: str, field: str) -> None:
