@@ -8,22 +8,29 @@ them strictly), and a body that does not parse is a ``BadInput`` saying so.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from .errors import BadInput, shown
 
 MAX_BOUNDARY = 70  # RFC 2046
+_PAIRS = re.compile(rb"[^&]+")
 
 
-def urlencoded(body: bytes) -> list[tuple[str, bytes]]:
-    """The fields of an ``application/x-www-form-urlencoded`` body, values undecoded."""
-    # Latin-1 maps each byte (escaped or not) to one character and back, so values come out as sent.
-    # Names are only ever compared with ours: one that is not UTF-8 is simply unknown.
-    pairs = parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
-    return [(name.encode("latin-1").decode("utf-8", "replace"), value.encode("latin-1")) for name, value in pairs]
+def urlencoded(body: bytes) -> Iterator[tuple[str, bytes]]:
+    """The fields of an ``application/x-www-form-urlencoded`` body, values undecoded, one at a time."""
+    # Lazily, as multipart below: a 10 MB body of "a&a&…" is refused at its first field, not after five million.
+    for pair in _PAIRS.finditer(body):
+        name, _, value = pair.group().partition(b"=")
+        # Names are only ever compared with ours: one that is not UTF-8 is simply unknown.
+        yield _unquote(name).decode("utf-8", "replace"), _unquote(value)
+
+
+def _unquote(text: bytes) -> bytes:
+    return unquote_to_bytes(text.replace(b"+", b" "))
 
 
 def multipart(body: bytes, boundary: str | None) -> Iterator[tuple[str, bytes]]:

@@ -130,6 +130,8 @@ def from_json(body: Any, domain: str) -> Submission:
         recipients = [recipients]
     elif not isinstance(recipients, list):
         raise BadInput("recipients must be a string or an array of strings", field="recipients")
+    if len(recipients) > MAX_RECIPIENTS:  # each holds one address at least: no need to read them
+        raise BadInput(f"at most {MAX_RECIPIENTS} recipients per request", field="recipients")
     values["recipients"] = [_text("recipients", r) for r in recipients]
     return _build(values, domain)
 

@@ -416,6 +416,7 @@ def test_logs_stream_reads_the_store_lazily(client: FlaskClient, auth: dict[str,
     assert first.startswith(b'{"id": "e000000"')
     # Written after the first bytes went out: the stream has not read that far yet, so it is included.
     parts.store.add_event(Event("click", 1, event_id="late"))
+    parts.store.catch_up()  # in the database now, not only in the journal its mover thread empties a moment later
     rest = b"".join(chunks)
     resp.close()
     rows = (first + rest).decode().splitlines()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -166,3 +167,16 @@ def test_a_to_that_cannot_be_the_recipients_is_a_400_naming_recipients(
     given = client.post("/api/messages", data=json.dumps({"mime": raw.decode(), "recipients": "ann@example.com"}),
                         content_type="application/json", headers=auth)
     assert given.status_code == 200  # naming the recipients is the way out
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    (b"x&" * 4_000_000, "application/x-www-form-urlencoded"),
+    (b"html=<p>x</p>&" + b"recipients=a@example.com&" * 300_000, "application/x-www-form-urlencoded"),
+    (json.dumps({"html": HTML, "recipients": ["a@example.com"] * 500_000}).encode(), "application/json"),
+])
+def test_a_body_of_very_many_fields_is_refused_at_the_first_one_too_many(
+        client: FlaskClient, auth: dict[str, str], body: bytes, content_type: str) -> None:
+    started = time.monotonic()
+    resp = client.post("/api/messages", data=body, headers={**auth, "Content-Type": content_type})
+    assert resp.status_code == 400 and resp.get_json()["field"] in ("x", "recipients")
+    assert time.monotonic() - started < 5  # not every field read first
