@@ -14,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
-from . import domains
+from . import domains, formdata
 from .errors import BadInput, shown
 from .tracker import ct
 
@@ -39,13 +39,21 @@ def _body() -> dict[str, Any]:
         if not isinstance(body, dict):
             raise BadInput("the JSON body must be an object")
         return body
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = request.form
-        for name in form:
-            if len(form.getlist(name)) > 1:
-                raise BadInput(f"{name} is given more than once", field=name)
-        return form.to_dict()
-    raise UnsupportedMediaType("send application/json or form data")
+    if request.mimetype == "multipart/form-data":
+        fields = formdata.multipart(request.get_data(), request.mimetype_params.get("boundary"))
+    elif request.mimetype == "application/x-www-form-urlencoded":
+        fields = formdata.urlencoded(request.get_data())
+    else:
+        raise UnsupportedMediaType("send application/json or form data")
+    values: dict[str, Any] = {}
+    for name, value in fields:
+        if name in values:
+            raise BadInput(f"{shown(name)} is given more than once", field=name)
+        try:
+            values[name] = value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadInput(f"{shown(name)} is not UTF-8 text", field=name) from e
+    return values
 
 
 def _text(values: dict[str, Any], name: str) -> str:
