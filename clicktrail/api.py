@@ -1,9 +1,11 @@
 """The REST API under /api: submit messages, download raw logs, read stats; every call needs a key.
 
-request → key (``apikeys.check``) → fields (``submission``) → ``messages.track``
-→ one rewritten copy per recipient (→ with ``send``, ``delivery.deliver``, the
-SMTP relay's path).  Logs stream from the store in batches (``export``); click
-domains are managed by the nested blueprint of ``api_domains``.  Every answer under /api is JSON, errors included
+request → key (``apikeys.check``) → fields (``formdata``, ``submission``) →
+``messages.track`` → one rewritten copy per recipient (→ with ``send``,
+``delivery.deliver``, the SMTP relay's path).  Logs stream from the store in
+batches (``export``); stats are read by ``api_stats`` (its route joins this
+blueprint); click domains are managed by the nested blueprint of ``api_domains``.
+Every answer under /api is JSON, errors and unknown paths included
 (``{"error": …, "field": …}``); the OpenAPI document is built by ``openapi``.
 """
 

@@ -104,7 +104,8 @@ def _schemas() -> dict[str, Any]:
             "send": {**_nullable("boolean"), "description": SEND}}},
         "MessageForm": {"type": "object", "additionalProperties": False, "anyOf": CONTENT_REQUIRED, "properties": {
             **{k: {"type": "string", "description": v["description"]} for k, v in common.items()},
-            "recipients": {"type": "array", "items": {"type": "string"}, "description": "Repeat for many."},
+            "recipients": {"type": "array", "items": {"type": "string"}, "maxItems": submission.MAX_RECIPIENTS,
+                           "description": "Repeat for many; none: one copy to each address of the To of mime."},
             "trackclicks": form_switch, "trackopens": form_switch, "send": {**form_switch, "description": SEND}}},
         "MessageResult": {"type": "object", "required": ["messages", "links", "track_clicks", "track_opens"],
                           "properties": {
