@@ -106,10 +106,15 @@ def _text(resp: bytes | str) -> str:
 
 def _send(conn: smtplib.SMTP, envelope_from: str, copy: Copy, options: Sequence[str]) -> Outcome:
     """One copy, one transaction, one recipient."""
+    # smtplib parses both addresses again (quoteaddr): one it cannot read must cost this copy, not the session.
+    try:
+        parse_addresses([envelope_from])
+    except Unparsable as e:
+        return Outcome(copy, 553, f"5.1.7 the sender address cannot be read: {e}")
     try:
         found = parse_addresses([copy.recipient or ""])
-    except Unparsable:  # an envelope address the mail server may still take as it is
-        found = []
+    except Unparsable as e:
+        return Outcome(copy, 553, f"5.1.3 the recipient address cannot be read: {e}")
     rcpt = (found[0][1] if len(found) == 1 else "") or (copy.recipient or "")
     if not rcpt:
         return Outcome(copy, 554, "5.1.3 this copy has no recipient address")

@@ -435,6 +435,19 @@ def test_deliver_sends_tracked_copies_for_callers_other_than_the_relay(
     assert [data for _, _, data in up.received] == [c.data for c in result.copies]
 
 
+def test_an_address_too_deeply_nested_to_read_fails_its_copy_not_the_session(
+        upstream: Callable[..., Upstream_], settings: dict[str, Any]) -> None:
+    up = upstream()
+    parts = build(config_mod.load(environ={}, overrides={**settings, "smtp_upstream": f"127.0.0.1:{up.port}"}))
+    result = track(parts.store, parts.signer, parts.options, message(), ["(" * 500, "bob@example.com"])
+    outcomes = deliver(parts.store, Upstream.from_config(parts.config), "bounces@shop.example.com", result.copies)
+    assert [o.code for o in outcomes] == [553, 250] and "cannot be read" in outcomes[0].text
+    assert [rcpts for _, rcpts, _ in up.received] == [["bob@example.com"]]
+    outcomes = deliver(parts.store, Upstream.from_config(parts.config), "(" * 500, result.copies[1:])
+    assert [o.code for o in outcomes] == [553] and len(up.received) == 1
+    assert [e["detail"][:3] for e in parts.store.events("failure")] == ["553", "553"]  # each logged
+
+
 def test_relay_settings_are_checked_at_start(settings: dict[str, Any]) -> None:
     parts = build(config_mod.load(environ={}, overrides=settings))
     with pytest.raises(ConfigError, match="SMTP_UPSTREAM is not set"):
