@@ -1,4 +1,4 @@
-"""Benchmark the dashboard: page time at 10k / 100k / 1M events, and the aggregation step's speed.
+"""Benchmark the dashboard and GET /api/stats: time at 10k / 100k / 1M events, and the aggregation step's speed.
 
     .venv/bin/python bench/dashboard.py [--events 10000,100000,1000000] [--renders 20]
 
@@ -21,13 +21,15 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from clicktrail import aggregate
+from clicktrail import aggregate, apikeys
 from clicktrail.logstore import Store, attempt_key, new_id
 from clicktrail.tracker import create_app
 
 TAGS = ["winter", "news", "launch", "digest", ""]
 PAGES = {"overview 24h": "/stats?period=24h", "overview 7d": "/stats?period=7d",
          "overview 30d": "/stats?period=30d", "tag 30d": "/stats/tag?period=30d&tag=winter"}
+API = {"api stats all time": "/api/stats", "api stats 7d": "/api/stats?start={week}",
+       "api stats tag": "/api/stats?tag=winter&limit=1000"}
 
 
 def fill(store: Store, events: int, rnd: random.Random) -> tuple[int, int]:
@@ -94,17 +96,21 @@ def run(events: int, renders: int, folder: Path) -> dict[str, float]:
     aggregate.fold(store)
     tick_s = time.perf_counter() - t
     client = app.test_client()
-    page = client.get("/login").text
+    base = app.extensions["clicktrail"].config["click_domain"]  # the tracker answers on its own hosts only
+    page = client.get("/login", base_url=base).text
     token = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    assert client.post("/login", data={"csrf": token, "password": "bench-pass"}).status_code == 302
+    assert client.post("/login", data={"csrf": token, "password": "bench-pass"}, base_url=base).status_code == 302
     result = {"fill s": filled, "fold s": fold_s, "fold events/s": events / fold_s, "tick 1k s": tick_s}
     pages = {**PAGES, "message": f"/stats/message/{attempt_key(aid)}",
              "message (1,000 clicks)": f"/stats/message/{attempt_key(busy)}"}
+    week = (datetime.now(UTC) - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pages |= {name: path.format(week=week) for name, path in API.items()}
+    auth = {"Authorization": "Bearer " + apikeys.create(store, "bench")[1]}
     for name, path in pages.items():
         times = []
         for _ in range(renders + 2):
             t = time.perf_counter()
-            resp = client.get(path)
+            resp = client.get(path, headers=auth if path.startswith("/api") else {}, base_url=base)
             times.append(time.perf_counter() - t)
             assert resp.status_code == 200, (path, resp.status_code)
         times = times[2:]  # warm-up
@@ -124,7 +130,7 @@ def main() -> None:
             r = run(n, args.renders, Path(tmp))
             print(f"{n:>9,} events: fill {r['fill s']:.1f} s; fold {r['fold s']:.1f} s"
                   f" ({r['fold events/s']:,.0f} events/s); a 1,000-event tick {r['tick 1k s'] * 1000:.0f} ms")
-            for name in [*PAGES, "message", "message (1,000 clicks)"]:
+            for name in [*PAGES, "message", "message (1,000 clicks)", *API]:
                 print(f"    {name:<22} median {r[f'{name} median ms']:6.1f} ms   max {r[f'{name} max ms']:6.1f} ms")
 
 

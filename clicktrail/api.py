@@ -1,9 +1,11 @@
 """The REST API under /api: submit messages, download raw logs, read stats; every call needs a key.
 
-request → key (``apikeys.check``) → fields (``submission``) → ``messages.track``
-→ one rewritten copy per recipient (→ with ``send``, ``delivery.deliver``, the
-SMTP relay's path).  Logs stream from the store in batches (``export``); click
-domains are managed by the nested blueprint of ``api_domains``.  Every answer under /api is JSON, errors included
+request → key (``apikeys.check``) → fields (``formdata``, ``submission``) →
+``messages.track`` → one rewritten copy per recipient (→ with ``send``,
+``delivery.deliver``, the SMTP relay's path).  Logs stream from the store in
+batches (``export``); stats are read by ``api_stats`` (its route joins this
+blueprint); click domains are managed by the nested blueprint of ``api_domains``.
+Every answer under /api is JSON, errors and unknown paths included
 (``{"error": …, "field": …}``); the OpenAPI document is built by ``openapi``.
 """
 
@@ -30,11 +32,11 @@ from werkzeug.exceptions import (
     UnsupportedMediaType,
     default_exceptions,
 )
-from werkzeug.routing import Rule
+from werkzeug.routing import BaseConverter, Rule
 
-from . import api_domains, apikeys, export, openapi, submission
+from . import api_domains, apikeys, export, formdata, openapi, submission
 from .delivery import Outcome, Upstream, deliver
-from .errors import BadInput, ClicktrailError, ConfigError
+from .errors import SHOWN, BadInput, ClicktrailError, ConfigError, shown
 from .logstore import Scope, parse_attempt_key
 from .messages import track
 from .mime import BadSwitch, Prepared, drop_headers, looks_like_mime
@@ -45,7 +47,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.register_blueprint(api_domains.bp, url_prefix="/domains")  # inside: the same key check and JSON errors
 LOG_PARAMS = ("start", "end", "tag", "message", "recipient", "format", "after", "limit")
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_LIMIT = 10_000_000
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 UNESCAPED_PLUS = re.compile(r"(?<=\d) (\d\d:?\d\d)$")
@@ -56,9 +57,14 @@ SEND_TIMEOUT = 20  # seconds per mail server answer with send: true, below gunic
 MAX_ANSWER_BYTES = 64_000_000  # the documented 45 KB newsletter to 1,000 recipients fits (bench/recipients.py)
 MAX_IDENTIFIERS = 2_000_000  # recipients x links
 LINK_BYTES = 40  # what rewriting adds per link, about: the click domain and a 24-character identifier
+MAX_ERROR = 500  # characters of an error message: values in it are cut (errors.shown), this catches the rest
 
 
 def _error(message: str, status: int, field: str | None = None) -> Response:
+    if len(message) > MAX_ERROR:
+        message = message[:MAX_ERROR] + "…"
+    if field is not None and len(field) > SHOWN:  # an unknown field's name, as sent
+        field = field[:SHOWN] + "…"
     resp = jsonify(error=message, field=field)
     resp.status_code = status
     return resp
@@ -131,10 +137,11 @@ def _read_submission() -> submission.Submission:
         except (ValueError, RecursionError) as e:
             raise BadInput(f"the body is not valid JSON: {e}") from e
         return submission.from_json(body, domain)
-    if request.mimetype in FORM_TYPES:
-        items: list[tuple[str, str | bytes]] = list(request.form.items(multi=True))
-        items += [(name, f.read()) for name, f in request.files.items(multi=True)]
-        return submission.from_form(items, domain)
+    if request.mimetype == "multipart/form-data":
+        return submission.from_form(formdata.multipart(request.get_data(), request.mimetype_params.get("boundary")),
+                                    domain)
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return submission.from_form(formdata.urlencoded(request.get_data()), domain)
     raise UnsupportedMediaType("send application/json, application/x-www-form-urlencoded or multipart/form-data")
 
 
@@ -262,16 +269,18 @@ def _sent(answer: dict[str, Any], outcomes: list[Outcome]) -> int:
     return 502
 
 
-# -- logs and stats -------------------------------------------------------------------
-def _arg(name: str) -> str | None:
+# -- query parameters and logs (stats: api_stats) -------------------------------------------------------------------
+def param(name: str) -> str | None:
+    """The one value of a query parameter, or None; BadInput if it is given more than once."""
     values = request.args.getlist(name)
     if len(values) > 1:
         raise BadInput(f"{name} is given more than once", field=name)
     return values[0] if values else None
 
 
-def _time(name: str) -> str | None:
-    value = _arg(name)
+def time_param(name: str) -> str | None:
+    """A query parameter as an ISO 8601 time, in the stored UTC form (no offset: UTC), or None."""
+    value = param(name)
     if value is None:
         return None
     try:
@@ -284,8 +293,9 @@ def _time(name: str) -> str | None:
         raise BadInput(f"{name} is not an ISO 8601 time such as 2026-12-01T00:00:00Z", field=name) from e
 
 
-def _attempt(name: str) -> int | None:
-    value = _arg(name)
+def message_param(name: str) -> int | None:
+    """A query parameter as a message (attempt) id, or None; -1 for a well-formed id never issued."""
+    value = param(name)
     if value is None:
         return None
     if not MESSAGE_KEY.match(value):
@@ -293,33 +303,36 @@ def _attempt(name: str) -> int | None:
     return parse_attempt_key(value.lower()) or -1  # well formed but never issued: matches nothing
 
 
-def _int(name: str, low: int, high: int, default: int | None) -> int | None:
-    value = _arg(name)
+def int_param(name: str, low: int, high: int, default: int | None) -> int | None:
+    """A query parameter as a whole number from ``low`` to ``high``, else ``default``."""
+    value = param(name)
     if value is None:
         return default
-    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+    # Length first: int() refuses more than 4,300 digits with a ValueError of its own.
+    if not value.isascii() or not value.isdigit() or len(value) > len(str(high)) + 2 or not low <= int(value) <= high:
         raise BadInput(f"{name} is a whole number from {low} to {high}", field=name)
     return int(value)
 
 
-def _no_unknown(known: tuple[str, ...]) -> None:
+def only_params(known: tuple[str, ...]) -> None:
+    """Refuse any query parameter not in ``known``, naming it."""
     for name in request.args:
         if name not in known:
-            raise BadInput(f"unknown parameter {name!r}", field=name)
+            raise BadInput(f"unknown parameter {shown(name)}", field=name)
 
 
 @bp.get(f"/logs/<any({', '.join(export.LOG_NAMES)}):kind>", provide_automatic_options=False)
 def logs(kind: str) -> Response:
     """Stream one raw log, oldest first, filtered, as JSON Lines, CSV or a JSON array."""
-    _no_unknown(LOG_PARAMS)
-    fmt = _arg("format") or "jsonl"
+    only_params(LOG_PARAMS)
+    fmt = param("format") or "jsonl"
     if fmt not in export.FORMATS:
         raise BadInput(f"format is one of {', '.join(export.FORMATS)}", field="format")
-    scope = Scope(start=_time("start"), end=_time("end"), tag=_arg("tag"), attempt=_attempt("message"),
-                  recipient=_arg("recipient"))
-    limit = _int("limit", 1, MAX_LIMIT, None)
+    scope = Scope(start=time_param("start"), end=time_param("end"), tag=param("tag"), attempt=message_param("message"),
+                  recipient=param("recipient"))
+    limit = int_param("limit", 1, MAX_LIMIT, None)
     store = ct().store
-    after = _arg("after")
+    after = param("after")
     columns: tuple[str, ...]
     if kind == "attempts":
         place = ("", 0)
@@ -340,21 +353,6 @@ def logs(kind: str) -> Response:
     first = next(body, b"")  # the first chunk before the answer starts, so a failing store is still a 503
     ctype = export.FORMATS[fmt] + ("" if fmt == "json" else "; charset=utf-8")
     return Response(stream_with_context(itertools.chain([first], body)), content_type=ctype)
-
-
-@bp.get("/stats", provide_automatic_options=False)
-def stats() -> Response:
-    """Opens, clicks and rates: overall and per tag (optionally of one tag or one message)."""
-    _no_unknown(("tag", "message", "links"))
-    tag, attempt = _arg("tag"), _attempt("message")
-    links = _int("links", 1, 100, 10) or 10
-    store = ct().store
-    per_tag = []
-    for t in [tag] if tag is not None else store.tags():
-        numbers = store.stats(links, tag=t, attempt=attempt)
-        if numbers["messages"] or attempt is None:
-            per_tag.append({"tag": t, **numbers})
-    return jsonify(totals=store.stats(links, tag=tag, attempt=attempt), tags=per_tag)
 
 
 @bp.get("/openapi.json", provide_automatic_options=False)
@@ -381,11 +379,23 @@ def unknown(_rest: str) -> Response:
     raise NotFound("no such API endpoint; see /api/openapi.json")
 
 
+class _Rest(BaseConverter):
+    """The rest of a path under /api, whatever it is: nothing, or "/" and anything (doubled slashes too)."""
+
+    regex = "(?:/.*)?"
+    part_isolating = False
+    weight = 1000  # below every other converter: real routes match first
+
+
 def init_app(app: Flask) -> None:
     """Plug the API into the app."""
+    from . import api_stats  # noqa: F401 - its route joins this blueprint
+
     app.register_blueprint(bp)
+    app.url_map.converters["rest"] = _Rest
     # Rules without a method list match every method (Flask's own rules always name theirs), so any
     # other path or method under /api reaches ``unknown`` and is answered in JSON, never by the HTML pages.
-    app.url_map.add(Rule("/api/", endpoint="api.unknown", defaults={"_rest": ""}))
-    app.url_map.add(Rule("/api/<path:_rest>", endpoint="api.unknown"))
+    # They match /api and /api//stats as they are too: else routing answers with an HTML redirect
+    # (to /api/, to /api/stats) before any handler of ours can answer in JSON.
+    app.url_map.add(Rule("/api<rest:_rest>", endpoint="api.unknown"))
     app.view_functions["api.unknown"] = unknown

@@ -14,8 +14,8 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import NotFound, UnsupportedMediaType
 
-from . import domains
-from .errors import BadInput
+from . import domains, formdata
+from .errors import BadInput, shown
 from .tracker import ct
 
 bp = Blueprint("domains", __name__)
@@ -39,13 +39,21 @@ def _body() -> dict[str, Any]:
         if not isinstance(body, dict):
             raise BadInput("the JSON body must be an object")
         return body
-    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = request.form
-        for name in form:
-            if len(form.getlist(name)) > 1:
-                raise BadInput(f"{name} is given more than once", field=name)
-        return form.to_dict()
-    raise UnsupportedMediaType("send application/json or form data")
+    if request.mimetype == "multipart/form-data":
+        fields = formdata.multipart(request.get_data(), request.mimetype_params.get("boundary"))
+    elif request.mimetype == "application/x-www-form-urlencoded":
+        fields = formdata.urlencoded(request.get_data())
+    else:
+        raise UnsupportedMediaType("send application/json or form data")
+    values: dict[str, Any] = {}
+    for name, value in fields:
+        if name in values:
+            raise BadInput(f"{shown(name)} is given more than once", field=name)
+        try:
+            values[name] = value.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BadInput(f"{shown(name)} is not UTF-8 text", field=name) from e
+    return values
 
 
 def _text(values: dict[str, Any], name: str) -> str:
@@ -92,7 +100,7 @@ def add_domain() -> Response:
     values = _body()
     for name in values:
         if name not in ADD_FIELDS:
-            raise BadInput(f"unknown field {name!r}", field=name)
+            raise BadInput(f"unknown field {shown(name)}", field=name)
     if "domain" not in values:
         raise BadInput("domain is missing: the click domain, such as offers.example.com", field="domain")
     domain = _text(values, "domain")
@@ -110,12 +118,12 @@ def remove_identity() -> Response:
     """Give a sender identity the default click domain again (``?from=`` | ``?login=`` | ``?api_key=``)."""
     for name in request.args:
         if name not in IDENTITIES:
-            raise BadInput(f"unknown parameter {name!r}", field=name)
+            raise BadInput(f"unknown parameter {shown(name)}", field=name)
         if len(request.args.getlist(name)) > 1:
             raise BadInput(f"{name} is given more than once", field=name)
     kind, value, field = _identity(request.args.to_dict())
     if not _checked(field, domains.remove, ct().store, kind, value):
-        raise NotFound(f"the {domains.KIND_NAMES[kind]} {value.strip()} has no click domain of its own")
+        raise NotFound(f"the {domains.KIND_NAMES[kind]} {shown(value.strip())} has no click domain of its own")
     return jsonify(removed=1)
 
 
@@ -123,8 +131,8 @@ def remove_identity() -> Response:
 def remove_domain(domain: str) -> Response:
     """Stop answering on a click domain: remove it from every sender identity."""
     if request.args:
-        raise BadInput(f"unknown parameter {next(iter(request.args))!r}", field=next(iter(request.args)))
+        raise BadInput(f"unknown parameter {shown(next(iter(request.args)))}", field=next(iter(request.args)))
     n = _checked("domain", domains.remove_domain, ct().store, domain)
     if not n:
-        raise NotFound(f"{domain} is not a configured click domain")
+        raise NotFound(f"{shown(domain)} is not a configured click domain")
     return jsonify(removed=n)

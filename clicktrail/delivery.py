@@ -14,7 +14,6 @@ our side's problem, not the message's: every copy gets 451, so senders retry.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import re
 import smtplib
@@ -26,6 +25,7 @@ from .config import Config
 from .errors import ClicktrailError, ConfigError
 from .logstore import Event, Store
 from .messages import Copy
+from .submission import Unparsable, parse_addresses
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +109,16 @@ _BARE_LF = re.compile(rb"(?<!\r)\n")
 
 def _send(conn: smtplib.SMTP, envelope_from: str, copy: Copy, options: Sequence[str]) -> Outcome:
     """One copy, one transaction, one recipient."""
+    # smtplib parses both addresses again (quoteaddr): one it cannot read must cost this copy, not the session.
     try:
-        rcpt = email.utils.parseaddr(copy.recipient or "")[1] or (copy.recipient or "")
-    except RecursionError:  # comments nested thousands deep: the address as given
-        rcpt = copy.recipient or ""
+        parse_addresses([envelope_from])
+    except Unparsable as e:
+        return Outcome(copy, 553, f"5.1.7 the sender address cannot be read: {e}")
+    try:
+        found = parse_addresses([copy.recipient or ""])
+    except Unparsable as e:
+        return Outcome(copy, 553, f"5.1.3 the recipient address cannot be read: {e}")
+    rcpt = (found[0][1] if len(found) == 1 else "") or (copy.recipient or "")
     if not rcpt:
         return Outcome(copy, 554, "5.1.3 this copy has no recipient address")
     data = _BARE_LF.sub(b"\r\n", copy.data)  # SMTP lines end in CRLF (RFC 5321 2.3.8); a bare LF is not one

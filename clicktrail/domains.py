@@ -26,9 +26,10 @@ from urllib.parse import urlsplit
 from flask import Flask, abort, request
 
 from . import dns
-from .errors import BadInput
+from .errors import BadInput, shown
 from .logstore import Store, utcnow
-from .mime import addresses, looks_like_mime
+from .mime import looks_like_mime
+from .submission import Unparsable, parse_addresses
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,9 @@ def normalize_domain(text: str) -> str:
         try:
             name = name.encode("idna").decode("ascii")
         except UnicodeError as e:
-            raise BadInput(f"{text!r} is not a domain name") from e
+            raise BadInput(f"{shown(text)} is not a domain name") from e
     if not _DOMAIN.match(name) or len(name) > 253:
-        raise BadInput(f"{text!r} is not a domain name")
+        raise BadInput(f"{shown(text)} is not a domain name")
     return name
 
 
@@ -76,13 +77,13 @@ def parse_base(text: str) -> str:
     try:
         parts = urlsplit(raw if "://" in raw else "https://" + raw)
     except ValueError as e:  # e.g. an unclosed "[" of an IPv6 address
-        raise BadInput(f"{text!r} is not a click domain: {e}") from e
+        raise BadInput(f"{shown(text)} is not a click domain: {e}") from e
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path or parts.query or parts.fragment:
-        raise BadInput(f"{text!r} is not a click domain such as offers.example.com or https://offers.example.com")
+        raise BadInput(f"{shown(text)} is not a click domain such as offers.example.com or https://offers.example.com")
     try:
         port = parts.port
     except ValueError as e:
-        raise BadInput(f"{text!r} has a bad port") from e
+        raise BadInput(f"{shown(text)} has a bad port") from e
     host = _host_name(parts.hostname)
     host = f"[{host}]" if ":" in host else host
     if port is not None and f":{port}" != _DEFAULT_PORTS[parts.scheme]:
@@ -131,7 +132,7 @@ def host_of(base: str) -> str:
 def identity(kind: str, value: str) -> str:
     """A sender identity's value as stored (a From domain normalized); BadInput if it is not one."""
     if kind not in KINDS:
-        raise BadInput(f"unknown sender identity kind {kind!r}; one of {', '.join(KINDS)}")
+        raise BadInput(f"unknown sender identity kind {shown(kind)}; one of {', '.join(KINDS)}")
     if kind == "from":
         return normalize_domain(value.rpartition("@")[2])
     if not value.strip():
@@ -205,7 +206,13 @@ def from_domain(raw: bytes) -> str | None:
     if not looks_like_mime(raw):
         return None
     headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    for _, address in addresses([str(v) for v in headers.get_all("From", [])]):
+    try:
+        addresses = parse_addresses([str(v) for v in headers.get_all("From", [])])
+    except Unparsable as e:
+        # As for any other From we cannot read: the default click domain, and the message goes on.
+        log.warning("the From header cannot be read (%s): the default click domain is used", e)
+        return None
+    for _, address in addresses:
         domain = address.rpartition("@")[2]
         if "@" in address and domain:
             try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+SHOWN = 100  # characters of a bad value an error message repeats
+
 
 class ClicktrailError(Exception):
     """Root of every error clicktrail raises on purpose."""
@@ -26,3 +28,9 @@ class StoreUnavailable(ClicktrailError):
     """The event store cannot be written now; the event goes to the spool."""
 
     status = 503
+
+
+def shown(value: str, limit: int = SHOWN) -> str:
+    """Quote a bad value for an error message, cut to ``limit`` characters with an ellipsis."""
+    # Whoever sent 500 KB of junk in a field needs its start to find it, not all of it back.
+    return repr(value if len(value) <= limit else value[:limit] + "…")

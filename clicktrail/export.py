@@ -2,8 +2,8 @@
 
 Nothing here holds more than one chunk of rows: the store reads in batches and
 each chunk is handed on as soon as it is written, so memory stays flat however
-long the log is.  CSV cells that a spreadsheet would run as a formula are
-neutralised with a leading apostrophe.
+long the log is.  CSV cells that a spreadsheet would run as a formula (a
+formula sign first, or after blanks) are neutralised with a leading apostrophe.
 """
 
 from __future__ import annotations
@@ -22,16 +22,24 @@ EVENT_COLUMNS = ("id", "type", "kind", "time", "message", "recipient", "tag", "l
                  "message_id", "subject", "detail")
 ATTEMPT_COLUMNS = ("id", "type", "time", "message", "recipient", "subject", "message_id", "tag", "track_clicks",
                    "track_opens", "links")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = frozenset("=+-@\t\r")
+FORMULA_SIGNS = frozenset("=+-@")
 CHUNK_ROWS = 500
+_to_json = json.JSONEncoder(ensure_ascii=False).encode  # one encoder for every row: json.dumps makes one per call
 
 
 def neutralise(cell: str) -> str:
-    """Make a CSV cell that a spreadsheet would evaluate (=, +, -, @, tab, CR first) plain text."""
-    return "'" + cell if cell.startswith(FORMULA_START) else cell
+    """Make a CSV cell that a spreadsheet would evaluate plain text, with a leading apostrophe."""
+    first = cell[:1]
+    # Spreadsheets skip leading blanks and line breaks before a formula sign, so " =1+1" runs too.
+    if first in FORMULA_START or (first.isspace() and cell.lstrip()[:1] in FORMULA_SIGNS):
+        return "'" + cell
+    return cell
 
 
 def _cell(value: Any) -> str:
+    if value.__class__ is str:  # most cells, first
+        return neutralise(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -67,7 +75,7 @@ def _texts(rows: Iterable[dict[str, Any]], fmt: str, columns: tuple[str, ...], l
         out = csv.writer(buf, lineterminator="\r\n")
         out.writerow(columns)
         for chunk in _chunks(rows, limit):
-            out.writerows([_cell(row.get(c)) for c in columns] for row in chunk)
+            out.writerows([*map(_cell, map(row.get, columns))] for row in chunk)
             yield buf.getvalue()
             buf.seek(0)
             buf.truncate()
@@ -75,10 +83,10 @@ def _texts(rows: Iterable[dict[str, Any]], fmt: str, columns: tuple[str, ...], l
         opened = False
         for chunk in _chunks(rows, limit):
             if chunk:
-                yield (",\n" if opened else "[\n") + ",\n".join(json.dumps(r, ensure_ascii=False) for r in chunk)
+                yield (",\n" if opened else "[\n") + ",\n".join(map(_to_json, chunk))
                 opened = True
         yield "\n]\n" if opened else "[]\n"
     else:
         for chunk in _chunks(rows, limit):
             if chunk:
-                yield "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in chunk)
+                yield "\n".join(map(_to_json, chunk)) + "\n"

@@ -238,7 +238,7 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Scope:
-    """Which rows a log read or the stats cover: a time range [start, end), a tag, an attempt, a recipient."""
+    """Which rows a log read or the stats cover: a time range [start, end), a tag ("" untagged), an attempt, a recipient."""
 
     start: str | None = None  # stored time form (see utcnow)
     end: str | None = None
@@ -253,6 +253,8 @@ class Scope:
             (ts, "{} >= ?", self.start), (ts, "{} < ?", self.end), (tag, "{} = ?", self.tag),
             (attempt, "{} = ?", self.attempt), (recipient, "LOWER({}) = LOWER(?)", self.recipient),
         ]
+        if self.tag == "":  # untagged, as on the dashboard: a tag is never empty
+            conds[2] = (tag, "({0} IS NULL OR {0} = ?)", "")
         used = [(col, sql, value) for col, sql, value in conds if col is not None and value is not None]
         return "".join(" AND " + sql.format(col) for col, sql, _ in used), [v for _, _, v in used]
 

@@ -20,6 +20,7 @@ from .errors import StoreUnavailable
 from .logstore import Attempt, Store, attempt_key, new_id
 from .mime import SWITCHES, Prepared, drop_headers, header_text, prepare
 from .rewrite import Options
+from .submission import Unparsable, parse_addresses
 from .tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,10 @@ def track(
     for warning in prepared.warnings:
         log.warning("%s", warning)
     attempts, copies = [], []
+    to = _bare(prepared.to)
     for recipient in recipients or (None,):
         aid = new_id()
-        who = recipient if recipient is not None else (prepared.to or None)
+        who = recipient if recipient is not None else to
         attempts.append(Attempt(aid, who, prepared.subject or None, prepared.message_id or None, tag,
                                 prepared.track_clicks, prepared.track_opens))
         copies.append(Copy(attempt_key(aid), who, stamp(prepared, signer, aid, bound)))
@@ -91,6 +93,16 @@ def track(
     except sqlite3.Error as e:
         raise StoreUnavailable(f"the message was not rewritten: the store cannot record it ({e})") from e
     return Result(copies, prepared, list(prepared.warnings), base)
+
+
+def _bare(to: str) -> str | None:
+    """The addresses of a To header without their names, as a copy sent to all of them is recorded."""
+    try:
+        found = [addr for _, addr in parse_addresses([to]) if addr]
+    except Unparsable:
+        found = []
+    # Bare, so that a log filtered by recipient finds the copy; a To we cannot read is kept as it is.
+    return ", ".join(found) or to.strip() or None
 
 
 def untouched(store: Store, raw: bytes, recipients: Sequence[str | None], tag: str | None = None) -> list[Copy]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import export, submission
+from . import export, submission, summary
 
 API_VERSION = "1.0.0"
 MESSAGE_ID = {"type": "string", "pattern": "^[0-9a-fA-F]{16}$", "description": "A message (attempt) id."}
@@ -34,7 +34,7 @@ def _error(description: str) -> dict[str, Any]:
 
 
 ERRORS = {
-    "400": _error("Bad input; `field` names the field or parameter."),
+    "400": _error("Bad input; `field` names the field or parameter (null for a body that cannot be read at all)."),
     "401": _error("Missing, wrong or revoked API key."),
     "404": _error("No such path (e.g. an unknown log name)."),
     "405": _error("The path exists but not with this method."),
@@ -50,7 +50,7 @@ FILTERS = [
     _query("start", {"type": "string", "format": "date-time"}, "Rows at or after this time (ISO 8601; UTC if "
            "no offset)."),
     _query("end", {"type": "string", "format": "date-time"}, "Rows before this time (ISO 8601)."),
-    _query("tag", {"type": "string"}, "Only this tag."),
+    _query("tag", {"type": "string"}, "Only this tag (empty: untagged)."),
     _query("message", MESSAGE_ID, "Only this message (attempt) id."),
     _query("recipient", {"type": "string"}, "Only this recipient (case-insensitive)."),
 ]
@@ -62,7 +62,7 @@ def _schemas() -> dict[str, Any]:
     recipients = {"oneOf": [{"type": "string"}, {"type": "null"},
                             {"type": "array", "items": {"type": "string"}, "maxItems": submission.MAX_RECIPIENTS}],
                   "description": "One address, a comma-separated list, or an array of addresses; "
-                                 "none: the message's To."}
+                                 "none: one copy to each address of the message's To."}
     common = {
         "mime": {**text_or_null, "description": "A whole MIME message; or give html and/or text."},
         "html": {**text_or_null, "description": "HTML body of a message clicktrail builds."},
@@ -104,7 +104,8 @@ def _schemas() -> dict[str, Any]:
             "send": {**_nullable("boolean"), "description": SEND}}},
         "MessageForm": {"type": "object", "additionalProperties": False, "anyOf": CONTENT_REQUIRED, "properties": {
             **{k: {"type": "string", "description": v["description"]} for k, v in common.items()},
-            "recipients": {"type": "array", "items": {"type": "string"}, "description": "Repeat for many."},
+            "recipients": {"type": "array", "items": {"type": "string"}, "maxItems": submission.MAX_RECIPIENTS,
+                           "description": "Repeat for many; none: one copy to each address of the To of mime."},
             "trackclicks": form_switch, "trackopens": form_switch, "send": {**form_switch, "description": SEND}}},
         "MessageResult": {"type": "object", "required": ["messages", "links", "track_clicks", "track_opens"],
                           "properties": {
@@ -138,11 +139,32 @@ def _schemas() -> dict[str, Any]:
         "Event": event,
         "Attempt": attempt,
         "Numbers": numbers,
-        "Stats": {"type": "object", "required": ["totals", "tags"], "properties": {
+        "Stats": {"type": "object", "required": ["period", "totals", "tags", "messages", "next", "pending",
+                                                 "updated_at"], "properties": {
+            "period": {"type": ["object", "null"], "required": ["start", "end"],
+                       "description": "The whole UTC hours counted (null bounds: all time); null with message.",
+                       "properties": {"start": {"type": ["string", "null"], "format": "date-time"},
+                                      "end": {"type": ["string", "null"], "format": "date-time"}}},
             "totals": {"$ref": "#/components/schemas/Numbers"},
             "tags": {"type": "array", "items": {"allOf": [
                 {"$ref": "#/components/schemas/Numbers"},
-                {"type": "object", "required": ["tag"], "properties": {"tag": {"type": "string"}}}]}}}},
+                {"type": "object", "required": ["tag"], "properties": {
+                    "tag": {"type": "string", "description": "The tag; empty for untagged messages."}}}]}},
+            "messages": {"type": "array", "description": "Messages sent in the period, newest first, with their "
+                                                         "opens and clicks so far.",
+                         "items": {"$ref": "#/components/schemas/MessageStats"}},
+            "next": {**MESSAGE_ID, "type": ["string", "null"],
+                     "description": "Pass as after for the next page of messages; null on the last page."},
+            "pending": {**count, "description": "Events recorded but not yet in these numbers."},
+            "updated_at": {"type": ["string", "null"], "format": "date-time",
+                           "description": "When the summaries were last folded."}}},
+        "MessageStats": {"type": "object", "required": ["message", "time", "recipient", "subject", "tag",
+                                                        "unique_opens", "total_opens", "unique_clicks",
+                                                        "total_clicks"], "properties": {
+            "message": MESSAGE_ID, "time": {"type": "string", "format": "date-time"}, "recipient": text_or_null,
+            "subject": text_or_null, "tag": {"type": "string", "description": "Empty for untagged."},
+            "unique_opens": {**count, "maximum": 1}, "total_opens": count,
+            "unique_clicks": {**count, "maximum": 1}, "total_clicks": count}},
     }
 
 
@@ -203,12 +225,20 @@ def spec() -> dict[str, Any]:
                 }}},
             "/api/stats": {"get": {
                 "operationId": "getStats",
-                "summary": "Opens, clicks and rates, overall and per tag.",
+                "summary": "The stats page's numbers over a period: overall, per tag and per message.",
                 "parameters": [
-                    _query("tag", {"type": "string"}, "Only this tag."),
-                    _query("message", MESSAGE_ID, "Only this message (attempt) id."),
+                    _query("start", {"type": "string", "format": "date-time"}, "From this time (ISO 8601; UTC "
+                           "if no offset), widened to its whole UTC hour. Default: all time."),
+                    _query("end", {"type": "string", "format": "date-time"}, "Before this time, widened to the "
+                           "end of its UTC hour."),
+                    _query("tag", {"type": "string"}, "Only this tag (empty: untagged messages)."),
+                    _query("message", MESSAGE_ID, "Only this message (attempt), over all time; not with start, "
+                           "end, tag or after."),
                     _query("links", {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
                            "How many best links to list."),
+                    _query("limit", {"type": "integer", "minimum": 0, "maximum": summary.MAX_PAGE,
+                                     "default": summary.PAGE}, "How many messages to list per page."),
+                    _query("after", MESSAGE_ID, "List the messages after this one (the previous page's next)."),
                 ],
                 "responses": {"200": {"description": "The numbers.", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Stats"}}}}, **ERRORS}}},

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 from typing import Any
 
-from .errors import BadInput
-from .mime import addresses
+from .errors import BadInput, shown
+from .mime import looks_like_mime
 
 CONTENT = ("mime", "html", "text")
 TEXTS = ("mime", "html", "text", "subject", "from", "tag")
@@ -65,13 +65,29 @@ def valid_tag(tag: str) -> bool:
     return bool(tag.strip()) and len(tag) <= MAX_TAG and not _CONTROL.search(tag)
 
 
+class Unparsable(ValueError):
+    """An address list nested too deeply for the standard parser."""
+
+
+def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
+    """Split address field values into (name, address) pairs; Unparsable when the parser cannot."""
+    try:
+        return email.utils.getaddresses(values)
+    except RecursionError as e:
+        # The parser recurses once per "(" of a comment: a few hundred of them exhaust the stack.
+        raise Unparsable("its comments (parentheses) are nested too deeply to read") from e
+
+
 def _addresses(name: str, value: str) -> list[tuple[str, str]]:
     """Parse one field value holding one address or several, comma-separated."""
     if _CONTROL.search(value):
         raise BadInput(f"{name} holds a control character", field=name)
-    found = addresses([value])
+    try:
+        found = parse_addresses([value])
+    except Unparsable as e:
+        raise BadInput(f"{name} is not a list of email addresses: {e}", field=name) from e
     if not found or any(not valid_address(addr) for _, addr in found):
-        raise BadInput(f"{name}: {value.strip()!r} is not a valid email address (or list of them)", field=name)
+        raise BadInput(f"{name}: {shown(value.strip())} is not a valid email address (or list of them)", field=name)
     return found
 
 
@@ -91,7 +107,7 @@ def _form_switch(name: str, value: str) -> bool:
         return True
     if v in FORM_FALSE:
         return False
-    raise BadInput(f"{name} must be one of yes, no, true, false, 1, 0 (not {value.strip()[:40]!r})", field=name)
+    raise BadInput(f"{name} must be one of yes, no, true, false, 1, 0 (not {shown(value.strip(), 40)})", field=name)
 
 
 def from_json(body: Any, domain: str) -> Submission:
@@ -100,7 +116,7 @@ def from_json(body: Any, domain: str) -> Submission:
         raise BadInput("the JSON body must be an object")
     for name in body:
         if name not in FIELDS:
-            raise BadInput(f"unknown field {name!r}", field=name)
+            raise BadInput(f"unknown field {shown(name)}", field=name)
     values: dict[str, Any] = {n: _text(n, body[n]) for n in TEXTS if body.get(n) is not None}
     for n in SWITCHES:
         if body.get(n) is not None:
@@ -114,6 +130,8 @@ def from_json(body: Any, domain: str) -> Submission:
         recipients = [recipients]
     elif not isinstance(recipients, list):
         raise BadInput("recipients must be a string or an array of strings", field="recipients")
+    if len(recipients) > MAX_RECIPIENTS:  # each holds one address at least: no need to read them
+        raise BadInput(f"at most {MAX_RECIPIENTS} recipients per request", field="recipients")
     values["recipients"] = [_text("recipients", r) for r in recipients]
     return _build(values, domain)
 
@@ -123,7 +141,7 @@ def from_form(items: Iterable[tuple[str, str | bytes]], domain: str) -> Submissi
     values: dict[str, Any] = {"recipients": []}
     for name, value in items:
         if name not in FIELDS:
-            raise BadInput(f"unknown field {name!r}", field=name)
+            raise BadInput(f"unknown field {shown(name)}", field=name)
         if isinstance(value, bytes) and name != "mime":
             try:
                 value = value.decode("utf-8")
@@ -131,6 +149,8 @@ def from_form(items: Iterable[tuple[str, str | bytes]], domain: str) -> Submissi
                 raise BadInput(f"{name} is not UTF-8 text", field=name) from e
         if name == "recipients":
             values["recipients"].append(_text(name, value))
+            if len(values["recipients"]) > MAX_RECIPIENTS:  # each holds one address at least: stop reading here
+                raise BadInput(f"at most {MAX_RECIPIENTS} recipients per request", field="recipients")
         elif name in values:
             raise BadInput(f"{name} is given more than once", field=name)
         elif name in SWITCHES:
@@ -157,10 +177,17 @@ def _build(values: dict[str, Any], domain: str) -> Submission:
             if values.get(other) is not None:
                 raise BadInput(f"{other} cannot be combined with mime: the message carries its own", field=other)
         sub.raw = mime if isinstance(mime, bytes) else mime.encode("utf-8")
+        if looks_like_mime(sub.raw):
+            headers = _headers(sub.raw)
+            _header_addresses(headers, "From")  # refused here if unreadable, not later when its domain is looked up
+            if not recipients:
+                sub.recipients = _to(headers)
         return sub
     html, text = values.get("html") or None, values.get("text") or None
     if html is None and text is None:
-        raise BadInput("no content: give mime, or html and/or text", field="mime" if mime is not None else None)
+        given = [n for n in CONTENT if n in values]
+        raise BadInput(f"no content: {given[0] + ' is empty; ' if given else ''}give mime, or html and/or text",
+                       field=given[0] if given else "html")
     sub.raw, sub.built = compose(html, text, values.get("subject"), values.get("from"), domain), True
     sub.content = tuple(n for n, v in (("text", text), ("html", html)) if v is not None)
     if values.get("from") is not None:
@@ -178,13 +205,7 @@ def envelope(sub: Submission) -> tuple[str, list[str]]:
         sender = _one_header_address(sub.raw, "From", "mime")
     recipients = list(dict.fromkeys(sub.recipients))  # a recipient named twice still gets one copy
     if not recipients:
-        to = _header_addresses(sub.raw, "To")
-        if not to:
-            raise BadInput("send needs recipients (or a message with a To header)", field="recipients")
-        if any(not valid_address(a) for a in to):
-            raise BadInput("send needs recipients: the To header of mime holds an address that is not valid",
-                           field="recipients")
-        recipients = list(dict.fromkeys(to))
+        raise BadInput("send needs recipients (or a message with a To header)", field="recipients")
     return sender, recipients
 
 
@@ -197,16 +218,32 @@ def _headers(raw: bytes) -> Message:
     return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
 
 
-def _header_addresses(raw: bytes, name: str) -> list[str]:
-    values = [str(v) for v in _headers(raw).get_all(name, [])]
-    return [addr for _, addr in addresses(values) if addr]
+def _header_addresses(headers: Message, name: str) -> list[str]:
+    values = [str(v) for v in headers.get_all(name, [])]
+    try:
+        return [addr for _, addr in parse_addresses(values) if addr]
+    except Unparsable as e:
+        raise BadInput(f"the {name} header of mime cannot be read: {e}", field="mime") from e
+
+
+def _to(headers: Message) -> list[str]:
+    """Each address of the message's To, once: the recipients when none are given."""
+    to = list(dict.fromkeys(_header_addresses(headers, "To")))
+    for addr in to:
+        if not valid_address(addr):
+            raise BadInput(f"the To header of mime holds {shown(addr)}, which is not a valid email address: "
+                           "give recipients", field="recipients")
+    if len(to) > MAX_RECIPIENTS:
+        raise BadInput(f"at most {MAX_RECIPIENTS} recipients per request (the To header of mime has "
+                       f"{len(to):,})", field="recipients")
+    return to
 
 
 def _one_header_address(raw: bytes, name: str, field: str) -> str:
-    found = _header_addresses(raw, name)
+    found = _header_addresses(_headers(raw), name)
     if len(found) != 1 or not valid_address(found[0]):
         raise BadInput(f"send needs one valid address in the {name} header of {field} (the envelope sender); "
-                       f"found {', '.join(found)[:200] or 'none'}", field=field)
+                       f"found {shown(', '.join(found)) if found else 'none'}", field=field)
     return found[0]
 
 

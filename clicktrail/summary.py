@@ -17,6 +17,7 @@ from .periods import HOUR, Period, stamp
 
 BEST_LINKS = 10
 RECENT = 25
+PAGE, MAX_PAGE = 100, 1000  # messages listed per page of GET /api/stats: by default, at most
 MESSAGE_EVENTS = 1000
 
 
@@ -71,20 +72,38 @@ def _days(period: Period) -> tuple[list[tuple[str, str]], tuple[str, str] | None
             (first.strftime("%Y-%m-%d"), last.strftime("%Y-%m-%d")))
 
 
-def best_links(store: Store, period: Period, tag: str | None, unique_clicks: int,
-               limit: int = BEST_LINKS) -> list[dict[str, Any]]:
-    """The links with most unique clickers in the period, with their share of all clickers."""
+def _link_counts(store: Store, period: Period, tag: str | None,
+                 per_tag: bool = False) -> dict[str, dict[int, list[int]]]:
+    """Unique and total clicks per URL id in the period (of one tag, or all), or per tag and URL id."""
     hours, days = _days(period)
     tag_sql, tag_params = ("", []) if tag is None else (" AND tag = ?", [tag])
     ranges = [("agg_link_hours", "hour", lo, hi) for lo, hi in hours if lo < hi]
     if days:
         ranges.append(("agg_link_days", "day", *days))
-    counts: dict[int, list[int]] = {}
+    counts: dict[str, dict[int, list[int]]] = {}
     for table, col, lo, hi in ranges:
-        sql = f"SELECT url_id, SUM(unique_clicks), SUM(clicks) FROM {table} WHERE {col} >= ? AND {col} < ?{tag_sql}"
-        for uid, u, t in store.query(sql + " GROUP BY url_id", [lo, hi, *tag_params]):
-            c = counts.setdefault(uid, [0, 0])
+        # Per tag only when asked: summed over tags, fewer rows come back.
+        keys = "tag, url_id" if per_tag else "'', url_id"
+        sql = (f"SELECT {keys}, SUM(unique_clicks), SUM(clicks) FROM {table} WHERE {col} >= ? AND {col} < ?{tag_sql}"
+               f" GROUP BY {'tag, ' if per_tag else ''}url_id")
+        for t_, uid, u, t in store.query(sql, [lo, hi, *tag_params]):
+            c = counts.setdefault(t_, {}).setdefault(uid, [0, 0])
             c[0], c[1] = c[0] + int(u), c[1] + int(t)
+    return counts
+
+
+def best_links(store: Store, period: Period, tag: str | None, unique_clicks: int,
+               limit: int = BEST_LINKS) -> list[dict[str, Any]]:
+    """The links with most unique clickers in the period, with their share of all clickers."""
+    counts: dict[int, list[int]] = {}
+    for per_url in _link_counts(store, period, tag).values():
+        for uid, (u, t) in per_url.items():
+            c = counts.setdefault(uid, [0, 0])
+            c[0], c[1] = c[0] + u, c[1] + t
+    return _ranked(store, counts, unique_clicks, limit)
+
+
+def _ranked(store: Store, counts: dict[int, list[int]], unique_clicks: int, limit: int) -> list[dict[str, Any]]:
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))
     if len(ranked) > limit:  # keep the ties of the last place: the URL decides among them
         last = ranked[limit - 1][1]
@@ -98,6 +117,16 @@ def best_links(store: Store, period: Period, tag: str | None, unique_clicks: int
             for url, u, t in best[:limit]]
 
 
+def _numbers(messages: int, opens: int, unique_opens: int, clicks: int, unique_clicks: int,
+             best: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "messages": messages, "unique_opens": unique_opens, "total_opens": opens,
+        "unique_clicks": unique_clicks, "total_clicks": clicks,
+        "open_rate": _rate(unique_opens, messages), "click_rate": _rate(unique_clicks, messages),
+        "click_to_open_rate": _rate(unique_clicks, unique_opens), "best_links": best,
+    }
+
+
 def overview(store: Store, period: Period, tag: str | None = None, limit: int = BEST_LINKS) -> dict[str, Any]:
     """Messages, unique and total opens and clicks, rates and best links for a period (and tag)."""
     where, params = _hours(period, tag)
@@ -105,13 +134,24 @@ def overview(store: Store, period: Period, tag: str | None = None, limit: int = 
         f"SELECT SUM(opens), SUM(unique_opens), SUM(clicks), SUM(unique_clicks) FROM agg_hours WHERE {where}",
         params)[0])
     messages = sum(sent(store, period, tag).values())
-    return {
-        "messages": messages, "unique_opens": unique_opens, "total_opens": opens,
-        "unique_clicks": unique_clicks, "total_clicks": clicks,
-        "open_rate": _rate(unique_opens, messages), "click_rate": _rate(unique_clicks, messages),
-        "click_to_open_rate": _rate(unique_clicks, unique_opens),
-        "best_links": best_links(store, period, tag, unique_clicks, limit),
-    }
+    return _numbers(messages, opens, unique_opens, clicks, unique_clicks,
+                    best_links(store, period, tag, unique_clicks, limit))
+
+
+def by_tag(store: Store, period: Period, limit: int = BEST_LINKS) -> list[dict[str, Any]]:
+    """``overview`` of each tag with messages or events in the period ("" is untagged), in one read of each table."""
+    where, params = _hours(period, None)
+    sums = {tag: [int(v or 0) for v in rest] for tag, *rest in store.query(
+        f"SELECT tag, SUM(opens), SUM(unique_opens), SUM(clicks), SUM(unique_clicks) FROM agg_hours WHERE {where}"
+        " GROUP BY tag", params)}
+    counts = sent(store, period)
+    links = _link_counts(store, period, None, per_tag=True)
+    found = []
+    for tag in set(sums) | set(counts):
+        opens, unique_opens, clicks, unique_clicks = sums.get(tag, [0, 0, 0, 0])
+        best = _ranked(store, links.get(tag, {}), unique_clicks, limit)
+        found.append({"tag": tag, **_numbers(counts.get(tag, 0), opens, unique_opens, clicks, unique_clicks, best)})
+    return sorted(found, key=lambda r: (-r["messages"], r["tag"]))  # as ``tags`` lists them
 
 
 @dataclass
@@ -163,16 +203,24 @@ def tags(store: Store, period: Period) -> list[dict[str, Any]]:
     return sorted(found.values(), key=lambda r: (-r["messages"], r["tag"]))
 
 
-def messages(store: Store, period: Period, tag: str | None = None, limit: int = RECENT) -> list[dict[str, Any]]:
-    """The latest messages (copies) sent in the period, with their opens and clicks so far."""
+def messages(store: Store, period: Period, tag: str | None = None, limit: int = RECENT,
+             after: tuple[str, int] | None = None, attempt: int | None = None) -> list[dict[str, Any]]:
+    """The latest messages (copies) sent in the period, with their opens and clicks so far (``after``: a page on)."""
     where, params = _attempts(period, tag)
+    if after is not None:  # the (time, id) of the last one listed, in this order
+        where += " AND (a.ts < ? OR (a.ts = ? AND a.id > ?))"
+        params += [after[0], after[0], after[1]]
+    if attempt is not None:
+        where += " AND a.id = ?"
+        params.append(attempt)
     return [
         {"key": attempt_key(aid), "time": ts, "recipient": rcpt, "subject": subject, "tag": t or "",
-         "opens": int(px or 0) or (1 if fi else 0), "clicks": int(cl or 0)}
-        for aid, ts, rcpt, subject, t, px, fi, cl in store.query(
-            "SELECT a.id, a.ts, a.recipient, a.subject, a.tag, g.pixels, g.first_image, g.clicks FROM attempts a"
-            f" LEFT JOIN agg_attempts g ON g.attempt_id = a.id WHERE {where} ORDER BY a.ts DESC, a.id LIMIT ?",
-            [*params, limit])
+         "opens": int(px or 0) or (1 if fi else 0), "clicks": int(cl or 0), "opened": fo is not None,
+         "clicked": fc is not None}
+        for aid, ts, rcpt, subject, t, px, fi, cl, fo, fc in store.query(
+            "SELECT a.id, a.ts, a.recipient, a.subject, a.tag, g.pixels, g.first_image, g.clicks, g.first_open,"
+            " g.first_click FROM attempts a LEFT JOIN agg_attempts g ON g.attempt_id = a.id"
+            f" WHERE {where} ORDER BY a.ts DESC, a.id LIMIT ?", [*params, limit])
     ]
 
 

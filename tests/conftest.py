@@ -91,6 +91,20 @@ def parts(app: Flask) -> Clicktrail:
 
 
 @pytest.fixture
+def key(parts: Clicktrail) -> str:
+    """A live API key."""
+    from clicktrail import apikeys  # here, not at the top: the suite also runs on trees without the API
+
+    return apikeys.create(parts.store, "tests")[1]
+
+
+@pytest.fixture
+def auth(key: str) -> dict[str, str]:
+    """Headers that carry the API key."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
 def env(settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """The same settings as environment variables, for CLI and server subprocesses."""
     values = {f"CLICKTRAIL_{k.upper()}": str(v) for k, v in settings.items()}

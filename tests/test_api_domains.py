@@ -143,3 +143,24 @@ def test_another_keys_messages_keep_the_default_click_domain(client: FlaskClient
     (token,) = link_tokens(mime, BASE)
     assert client.get(f"/{token}/sale?id=7").status_code == 302
     assert client.get(f"/{token}/sale?id=7", base_url=PARTNER).status_code == 404
+
+
+@pytest.mark.parametrize("body", [{"domain": "x" * 500_000, "from": "shop.example"},
+                                  {"domain": "offers.example.com", "from": "(" * 500_000},
+                                  {"domain": "offers.example.com", "from": "shop.example", "y" * 500_000: 1}])
+def test_an_error_quotes_a_long_bad_value_cut_short(client: FlaskClient, auth: dict[str, str],
+                                                    body: dict[str, Any]) -> None:
+    resp = client.post("/api/domains", json=body, headers=auth)
+    assert resp.status_code == 400 and len(resp.get_data()) < 1000, resp.get_data()[:300]
+
+
+@pytest.mark.parametrize(("body", "content_type", "field"), [
+    (b"domain=offers.%ff.example&from=shop.example", "application/x-www-form-urlencoded", "domain"),
+    (b"domain=offers.example.com" + b"&from=shop.example" * 2000, "application/x-www-form-urlencoded", "from"),
+    (b'--zz\r\nContent-Disposition: form-data; name="domain"\r\n\r\n\xff\r\n--zz--\r\n',
+     "multipart/form-data; boundary=zz", "domain"),
+])
+def test_form_bodies_are_read_exactly_and_refused_naming_the_field(
+        client: FlaskClient, auth: dict[str, str], body: bytes, content_type: str, field: str) -> None:
+    resp = client.post("/api/domains", data=body, headers={**auth, "Content-Type": content_type})
+    assert resp.status_code == 400 and resp.get_json()["field"] == field, resp.get_json()

@@ -129,3 +129,16 @@ def test_a_dkim_signed_message_passes_untouched_unless_rewriting_is_allowed(
     out = run("rewrite", stdin=signed)
     assert out.returncode == 0 and b"\nDKIM-Signature:" not in out.stdout and b"https://clicks.example.com/" in out.stdout
     assert b"removed" in out.stderr
+def test_rewrite_of_a_from_header_too_deeply_nested_to_read_uses_the_default_click_domain(
+        env: dict[str, str]) -> None:
+    deep = MESSAGE.replace(b"From: a@example.com", b"From: " + b"(" * 500)
+    out = run("rewrite", stdin=deep)
+    assert out.returncode == 0 and b"Traceback" not in out.stderr, out.stderr
+    assert b"the From header cannot be read" in out.stderr
+    assert b"https://clicks.example.com/" in out.stdout and b'href="https://e.com/x' not in out.stdout
+
+
+def test_rewrite_records_the_bare_addresses_of_to(env: dict[str, str]) -> None:
+    to_two = MESSAGE.replace(b"To: ann@example.com", b"To: Ann <ann@example.com>, bob@example.com")
+    assert run("rewrite", stdin=to_two).returncode == 0
+    assert json.loads(run("logs", "attempts").stdout)["recipient"] == "ann@example.com, bob@example.com"

@@ -1,5 +1,6 @@
 """messages: one scan, one copy and one attempt per recipient, nothing handed out unrecorded."""
 
+import re
 import sqlite3
 from typing import Any
 
@@ -29,6 +30,20 @@ def test_one_copy_and_attempt_per_recipient(parts: Clicktrail) -> None:
 def test_recipient_defaults_to_the_to_header(parts: Clicktrail) -> None:
     track(parts.store, parts.signer, parts.options, MIME)
     assert [a["recipient"] for a in parts.store.attempts()] == ["list@example.com"]
+
+
+def test_recipient_defaults_to_the_bare_addresses_of_the_to_header(parts: Clicktrail) -> None:
+    raw = MIME.replace(b"To: list@example.com", b"To: List <list@example.com>,\n  =?utf-8?q?B=C3=B6b?= <bob@example.com>")
+    track(parts.store, parts.signer, parts.options, raw)
+    assert [a["recipient"] for a in parts.store.attempts()] == ["list@example.com, bob@example.com"]
+
+
+@pytest.mark.parametrize("header", ["From", "To"])
+def test_address_headers_too_deeply_nested_to_read_still_give_a_tracked_copy(parts: Clicktrail, header: str) -> None:
+    raw = re.sub(rb"(?m)^" + header.encode() + rb": .*$", header.encode() + b": " + b"(" * 500, MIME)
+    result = track(parts.store, parts.signer, parts.options, raw)
+    assert result.click_domain == parts.options.base and b"https://clicks.example.com/" in result.copies[0].data
+    assert len(list(parts.store.attempts())) == 1
 
 
 def test_nothing_is_handed_out_when_the_store_cannot_record(parts: Clicktrail, monkeypatch: pytest.MonkeyPatch) -> None:

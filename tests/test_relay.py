@@ -386,6 +386,17 @@ def test_unreadable_message_is_forwarded_unchanged(
     assert [data for _, _, data in up.received] == [broken]
 
 
+def test_a_from_header_too_deeply_nested_to_read_is_relayed_tracked_on_the_default_domain(
+        upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
+    up = upstream()
+    r = relay(up.port)
+    add_login(store)
+    deep = message().replace(b"From: Shop <news@shop.example.com>", b"From: " + b"(" * 500)
+    assert send(r, deep, ["ann@example.com"]) == {}
+    ((_, rcpts, data),) = up.received
+    assert rcpts == ["ann@example.com"] and TOKEN.findall(data.decode()) and SHOP.encode() not in data
+
+
 def test_oversize_and_malformed_input_get_smtp_errors_and_the_relay_keeps_serving(
         upstream: Callable[..., Upstream_], relay: Callable[..., Relay], store: Store) -> None:
     up = upstream()
@@ -428,6 +439,19 @@ def test_deliver_sends_tracked_copies_for_callers_other_than_the_relay(
     assert [o.code for o in outcomes] == [250, 250]
     assert [rcpts for _, rcpts, _ in up.received] == [["ann@example.com"], ["bob@example.com"]]
     assert [data for _, _, data in up.received] == [c.data for c in result.copies]
+
+
+def test_an_address_too_deeply_nested_to_read_fails_its_copy_not_the_session(
+        upstream: Callable[..., Upstream_], settings: dict[str, Any]) -> None:
+    up = upstream()
+    parts = build(config_mod.load(environ={}, overrides={**settings, "smtp_upstream": f"127.0.0.1:{up.port}"}))
+    result = track(parts.store, parts.signer, parts.options, message(), ["(" * 500, "bob@example.com"])
+    outcomes = deliver(parts.store, Upstream.from_config(parts.config), "bounces@shop.example.com", result.copies)
+    assert [o.code for o in outcomes] == [553, 250] and "cannot be read" in outcomes[0].text
+    assert [rcpts for _, rcpts, _ in up.received] == [["bob@example.com"]]
+    outcomes = deliver(parts.store, Upstream.from_config(parts.config), "(" * 500, result.copies[1:])
+    assert [o.code for o in outcomes] == [553] and len(up.received) == 1
+    assert [e["detail"][:3] for e in parts.store.events("failure")] == ["553", "553"]  # each logged
 
 
 def test_relay_settings_are_checked_at_start(settings: dict[str, Any]) -> None:
