@@ -468,14 +468,6 @@ def header_text(msg: Message, name: str) -> str:
         return str(value)
 
 
-def addresses(values: list[str]) -> list[tuple[str, str]]:
-    """Parse address header values as ``email.utils.getaddresses`` does; none when it gives up."""
-    try:
-        return email.utils.getaddresses(values)
-    except RecursionError:
-        return []  # comments nested thousands deep: no address a program could use
-
-
 def _switch_lines(raw: bytes, header_end: int, names: tuple[str, ...] = SWITCHES) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     pos = 0
