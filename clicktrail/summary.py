@@ -215,7 +215,7 @@ def messages(store: Store, period: Period, tag: str | None = None, limit: int = 
         params.append(attempt)
     return [
         {"key": attempt_key(aid), "time": ts, "recipient": rcpt, "subject": subject, "tag": t or "",
-         "opens": int(px or 0) or (1 if fi else 0), "clicks": int(cl or 0), "opened": fo is not None,
+         "opens": int(px or 0) or (1 if fi or fc else 0), "clicks": int(cl or 0), "opened": fo is not None,
          "clicked": fc is not None}
         for aid, ts, rcpt, subject, t, px, fi, cl, fo, fc in store.query(
             "SELECT a.id, a.ts, a.recipient, a.subject, a.tag, g.pixels, g.first_image, g.clicks, g.first_open,"
@@ -241,8 +241,8 @@ def message(store: Store, attempt_id: int) -> dict[str, Any] | None:
     clicks = [e for e in events if e["type"] == "click"]
     return {
         "key": attempt_key(aid), "time": ts, "recipient": rcpt, "subject": subject, "message_id": message_id,
-        "tag": tag or "", "events": events, "total_opens": pixels or (1 if any(e["kind"] == "image" for e in opens)
-                                                                         else 0),
+        "tag": tag or "", "events": events,
+        "total_opens": pixels or (1 if clicks or any(e["kind"] == "image" for e in opens) else 0),  # a click is an open
         "total_clicks": len(clicks), "links_clicked": len({e["url"] for e in clicks}),
         "truncated": len(events) >= MESSAGE_EVENTS,
     }

@@ -47,7 +47,8 @@ def raw_count(store: Store, start: str, end: str, tag: str | None = None) -> dic
     events = [e for kind in ("open", "click") for e in store.events(kind) if e["message"] in attempts]
     first: dict[tuple[str, str], str] = {}
     for e in sorted(events, key=lambda e: e["time"]):
-        for what in (e["type"], e["kind"], f"url {e['url']}"):
+        implied = ["open", "implied"] if e["type"] == "click" else ["implied"] if e["kind"] == "image" else []
+        for what in (e["type"], e["kind"], f"url {e['url']}", *implied):  # a click is an open too
             first.setdefault((e["message"], what), e["time"])
     pixels = {m for m, what in first if what == "pixel"}
     unique_clicks = sum(1 for (m, what), ts in first.items() if what == "click" and inside(ts))
@@ -63,7 +64,7 @@ def raw_count(store: Store, start: str, end: str, tag: str | None = None) -> dic
         "messages": messages,
         "unique_opens": unique_opens,
         "total_opens": sum(1 for e in events if e["kind"] == "pixel" and inside(e["time"]))
-        + sum(1 for (m, what), ts in first.items() if what == "image" and m not in pixels and inside(ts)),
+        + sum(1 for (m, what), ts in first.items() if what == "implied" and m not in pixels and inside(ts)),
         "unique_clicks": unique_clicks,
         "total_clicks": sum(1 for e in events if e["type"] == "click" and inside(e["time"])),
         "links": links,
