@@ -282,6 +282,11 @@ def _storable(value: Any) -> Any:
     return value
 
 
+def _busy(e: BaseException) -> bool:
+    """Whether a database error is only another writer holding the lock (it passes: no need to reopen)."""
+    return isinstance(e, sqlite3.OperationalError) and getattr(e, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY
+
+
 def _refused_for_content(e: Exception) -> bool:
     """Whether the database refused rows for what is in them (for good), not for its own state (for now)."""
     return (isinstance(e, (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError))
@@ -342,9 +347,13 @@ class _Mover:
                     if store._spool_waiting():  # the store has recovered: what was spooled goes in now
                         store._replay(EVENT_BUSY_MS)
             except (sqlite3.Error, OSError, ClicktrailError) as e:
-                log.warning("moving events into the database failed, will retry: %s", e)
-                store._reopen()  # a connection opened read-only stays read-only
-                time.sleep(CHECKPOINT_SECONDS)
+                if _busy(e):  # another writer held the lock past our wait: the events wait in the journal
+                    log.info("database busy; moving events again in a moment: %s", e)
+                    time.sleep(GATHER_SECONDS)
+                else:
+                    log.warning("moving events into the database failed, will retry: %s", e)
+                    store._reopen()  # a connection opened read-only stays read-only
+                    time.sleep(CHECKPOINT_SECONDS)
             except Exception:  # noqa: BLE001 - the thread must outlive any surprise, or events wait for ever
                 log.exception("moving events into the database failed unexpectedly, will retry")
                 time.sleep(CHECKPOINT_SECONDS)
