@@ -206,6 +206,11 @@ def submit() -> Response:
         track_clicks=opts.track_clicks if sub.track_clicks is None else sub.track_clicks,
         track_opens=opts.track_opens if sub.track_opens is None else sub.track_opens,
     )
+    if not sub.built and submission.dkim_signed(sub.raw):  # as the relay and the CLI: rewriting breaks the signature
+        if not parts.config["smtp_rewrite_dkim"]:
+            raise BadInput("mime carries a DKIM-Signature that rewriting would break: sign after clicktrail "
+                           "(or set CLICKTRAIL_SMTP_REWRITE_DKIM=yes to remove it)", field="mime")
+        sub.raw = drop_headers(sub.raw, ("dkim-signature",))
     recipients: list[str | None] = [*sub.recipients] or [None]
     if sub.send:  # everything that can stop a send is checked before anything is recorded
         sender, to, upstream = _sending(sub)
@@ -250,11 +255,6 @@ def _sending(sub: submission.Submission) -> tuple[str, list[str], Upstream]:
     """Envelope sender, recipients and mail server for ``send: true`` (a 400 or 503 if there are none)."""
     sender, recipients = submission.envelope(sub)
     cfg = ct().config
-    if not sub.built and submission.dkim_signed(sub.raw):  # as the relay: rewriting breaks the signature
-        if not cfg["smtp_rewrite_dkim"]:
-            raise BadInput("mime carries a DKIM-Signature that rewriting would break: sign after clicktrail "
-                           "(or set CLICKTRAIL_SMTP_REWRITE_DKIM=yes to remove it)", field="mime")
-        sub.raw = drop_headers(sub.raw, ("dkim-signature",))
     try:
         upstream = Upstream.from_config(cfg)
     except ConfigError as e:

@@ -565,3 +565,17 @@ def test_a_failing_store_is_a_json_503_for_reads_too(client: FlaskClient, auth: 
             db.execute(f"DROP TABLE {table}")
     resp = client.get(path, headers=auth)
     assert resp.status_code == 503 and resp.get_json()["error"]
+
+
+def test_a_dkim_signed_mime_is_refused_unless_rewriting_is_allowed(
+        settings: dict[str, Any], client: FlaskClient, auth: dict[str, str]) -> None:
+    signed = ("DKIM-Signature: v=1; a=rsa-sha256; d=shop.example.com; s=s1; h=from:subject; b=AAAA\r\n"
+              "From: shop@shop.example.com\r\nTo: ann@example.com\r\nSubject: Sale\r\n"
+              "Content-Type: text/html\r\n\r\n<a href=\"https://shop.example.com/sale\">Sale</a>\r\n")
+    r = client.post("/api/messages", json={"mime": signed}, headers=auth)
+    assert r.status_code == 400 and r.get_json()["field"] == "mime" and "DKIM-Signature" in r.get_json()["error"]
+    app = create_app({**settings, "smtp_rewrite_dkim": True})
+    _, key = apikeys.create(app.extensions["clicktrail"].store, "dkim")
+    r = app.test_client().post("/api/messages", json={"mime": signed}, headers={"Authorization": f"Bearer {key}"})
+    (copy,) = r.get_json()["messages"]
+    assert r.status_code == 200 and "DKIM-Signature" not in copy["mime"] and "clicks.example.com" in copy["mime"]
