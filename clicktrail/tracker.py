@@ -237,12 +237,16 @@ class FastTrack:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if (environ.get("REQUEST_METHOD") == "GET" and len(path) > TOKEN_LENGTH
-                and path[TOKEN_LENGTH + 1 : TOKEN_LENGTH + 2] in ("", "/") and path[TOKEN_LENGTH + 1 : TOKEN_LENGTH + 3] != "//"):
-            answer = self.answer(environ, path[1 : TOKEN_LENGTH + 1])
-            if answer is not None:
-                start_response(*answer[:2])
-                return [answer[2]]
+        if len(path) > TOKEN_LENGTH and path[TOKEN_LENGTH + 1 : TOKEN_LENGTH + 2] in ("", "/"):
+            if environ.get("REQUEST_METHOD") == "GET":
+                answer = self.answer(environ, path[1 : TOKEN_LENGTH + 1])
+                if answer is not None:
+                    start_response(*answer[:2])
+                    return [answer[2]]
+            if path[TOKEN_LENGTH + 1 : TOKEN_LENGTH + 3] == "//":
+                # An original path that starts with "//" (https://host//a): shown, never read, so the
+                # Flask route (which no rule with a leading slash in a path part matches) gets one slash.
+                environ["PATH_INFO"] = path[: TOKEN_LENGTH + 2] + path[TOKEN_LENGTH + 1 :].lstrip("/")
         return self.wsgi(environ, start_response)
 
     def answer(self, environ: dict[str, Any], token: str) -> tuple[str, list[tuple[str, str]], bytes] | None:

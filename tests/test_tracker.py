@@ -164,3 +164,17 @@ def test_resolving_clicks_are_answered_ahead_of_flask_and_the_rest_by_it(
     assert client.get("/" + "A" * 24 + "/x").status_code == 404
     assert calls == ["flask", "flask"]
     assert len(list(parts.store.events("click"))) == 2
+
+
+def test_an_original_path_that_starts_with_two_slashes_lands_exactly(client: FlaskClient, parts: Clicktrail) -> None:
+    html = ('<a href="https://example.com//double/path?x=1">d</a><a href="https://example.com///x//y">t</a>'
+            '<img src="https://cdn.example.com//img//a.png">')
+    out = track(parts.store, parts.signer, parts.options, html.encode(), ["ann@example.com"]).copies[0].data.decode()
+    links = re.findall(r'(?:href|src)="(https://clicks\.example\.com/[^"]+)"', out)
+    wanted = ["https://example.com//double/path?x=1", "https://example.com///x//y", "https://cdn.example.com//img//a.png"]
+    assert [path(link).split("/", 2)[2][:1] for link in links[:3]] == ["/", "/", "/"]  # the shown path keeps its slashes
+    for link, original in zip(links, wanted, strict=False):
+        for method in (client.get, client.head):
+            resp = method(path(link))
+            assert (resp.status_code, resp.headers.get("Location")) == (302, original)
+    assert len(list(parts.store.events("click"))) == 2 and len(list(parts.store.events("open"))) == 1
