@@ -105,6 +105,8 @@ def logs(kind: str, since: str | None) -> None:
             row.pop("seq", None)
             write(json.dumps(row, ensure_ascii=False) + "\n")
         sys.stdout.flush()
+    except ClicktrailError as e:  # the store is failing or busy: no log that is silently short
+        raise click.ClickException(e.message) from e
     except BrokenPipeError:
         # The reader stopped early (``| head``): not an error; keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

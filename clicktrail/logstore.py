@@ -733,6 +733,19 @@ class Store:
                 os.close(fd)
         return new
 
+    def catch_up_fully(self) -> None:
+        """Store every event acknowledged so far, waiting for the database as any write does; else raise.
+
+        For the raw logs: a download is never silently short of events that
+        are only still in a journal (StoreUnavailable: try again).
+        """
+        try:
+            self._move(BUSY_MS)
+            self._adopt_orphans(BUSY_MS, live_too=True)
+        except (sqlite3.Error, OSError) as e:
+            raise StoreUnavailable(f"the log cannot be read complete now, events wait to be stored ({e});"
+                                   " try again in a moment") from e
+
     def catch_up(self) -> None:
         """Make every event acknowledged so far, by any process, visible to this one's reads.
 
@@ -802,7 +815,7 @@ class Store:
     def events(self, type_: str, since: str | None = None, after: int = 0, batch: int = 1000,
                *, scope: Scope | None = None) -> Iterator[dict[str, Any]]:
         """Stream events of one type (with their attempt's fields), oldest first, in batches."""
-        self.catch_up()
+        self.catch_up_fully()
         conn = self._connect()
         where, params = (scope or Scope(start=since)).where("e.ts", "a.tag", "e.attempt_id", "a.recipient")
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -223,3 +224,24 @@ def test_a_short_journal_write_is_taken_back_and_the_event_stored_directly(
     assert sorted(stored(store)) == ["first", "second"]
     assert store._journal is not None
     assert Path(store._journal.path).read_bytes().count(b"\n") == 1  # the torn line is gone
+
+
+def test_a_raw_log_read_is_refused_rather_than_short_while_the_database_is_locked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clicktrail.errors import StoreUnavailable
+
+    monkeypatch.setattr(logstore, "BUSY_MS", 200)
+    store = serving(tmp_path)
+    proc = writer(store.path, 3, "time.sleep(60)")  # acknowledged, still in its live journal
+    try:
+        lock = sqlite3.connect(store.path, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # another writer holds the database
+        reader = Store(store.path, store.spool)
+        with pytest.raises(StoreUnavailable, match="try again"):
+            list(reader.events("click"))
+        lock.execute("ROLLBACK")
+        assert [e["user_agent"] for e in reader.events("click")] == ["other-0", "other-1", "other-2"]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=10)
