@@ -49,10 +49,11 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--recipient", metavar="ADDR", help="Recipient of this copy (default: the To header).")
+@click.option("--recipient", "recipients", metavar="ADDR", multiple=True,
+              help="Recipient of this copy (default: the To header).")
 @click.option("--tag", metavar="TAG", help="Campaign or category tag recorded with the attempt.")
 @click.argument("file", type=click.File("rb"), default="-")
-def rewrite(recipient: str | None, tag: str | None, file: Any) -> None:
+def rewrite(recipients: tuple[str, ...], tag: str | None, file: Any) -> None:
     """Rewrite a MIME message or bare HTML from FILE (or stdin) onto stdout."""
     import logging
 
@@ -63,6 +64,10 @@ def rewrite(recipient: str | None, tag: str | None, file: Any) -> None:
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)  # the rewrite's warnings, once
     logging.addLevelName(logging.WARNING, "warning")
 
+    if len(recipients) > 1:  # one copy goes to stdout: a second recipient would be dropped without a word
+        raise click.BadParameter("one recipient per run (one copy comes out); run it again for the next",
+                                 param_hint="--recipient")
+    recipient = recipients[0] if recipients else None
     if recipient is not None and (not recipient.isascii() or not valid_address(recipient)):
         raise click.BadParameter(f"{recipient!r} is not a valid email address", param_hint="--recipient")
     if tag is not None and not valid_tag(tag):

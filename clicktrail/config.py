@@ -43,6 +43,13 @@ def _int(value: Any) -> int:
     return n
 
 
+def _positive(value: Any) -> int:
+    n = _int(value)
+    if n < 1:
+        raise ValueError("must be at least 1")
+    return n
+
+
 # A host name as a URL carries it (ASCII: punycode for IDN), or an IP address (IPv6 without its brackets).
 _HOST_CHARS = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?|[0-9a-f:.]+")
 
@@ -64,7 +71,12 @@ def _base_url(value: Any) -> str:
 def _host(value: Any) -> str:
     text = _text(value).strip().rstrip("/")
     parts = urlsplit(text if "://" in text else "//" + text)
-    if not parts.hostname or parts.path or parts.query or parts.fragment:
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number in range
+    except ValueError as e:
+        raise ValueError(f"bad port in {text!r}") from e
+    if (not parts.hostname or parts.path or parts.query or parts.fragment
+            or not _HOST_CHARS.fullmatch(parts.hostname)):
         raise ValueError("expected a host name (with its port if not the default), such as stats.example.com")
     return parts.netloc.lower().rstrip(".")
 
@@ -163,7 +175,7 @@ SETTINGS = (
     Setting("track_opens", yes_no, True, "Add the open pixel and track images unless a message says otherwise."),
     Setting("scam_protection", yes_no, True,
             "Leave links alone whose visible text is itself a URL or host name."),
-    Setting("max_message_bytes", _int, 10_000_000,
+    Setting("max_message_bytes", _positive, 10_000_000,
             "Largest request body POST /api/messages accepts, in bytes; a larger one gets 413."),
     Setting("spool", _text, None,
             "Append-only file for events the database could not take (the journals go in the folder of its name + .journal);"
@@ -190,6 +202,7 @@ SETTINGS = (
     Setting("smtp_hostname", _text, None, "Name the relay greets with and sends in EHLO; default: this host's name."),
 )
 _BY_ENV = {s.env: s for s in SETTINGS}
+MAX_CONFIG_BYTES = 1 << 20
 # A value left as an example's placeholder is published text: a key or password anyone can read.
 _PLACEHOLDER = re.compile(r"^\s*['\"]?change[-_ ]?me", re.IGNORECASE)
 
@@ -229,7 +242,10 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
     if path:
         try:
             with open(path, "rb") as f:
-                file_values = tomllib.load(f)
+                data = f.read(MAX_CONFIG_BYTES + 1)  # not /dev/zero, or a log file named by mistake, read whole
+            if len(data) > MAX_CONFIG_BYTES:
+                raise ConfigError(f"CLICKTRAIL_CONFIG: {path} is not a settings file (over {MAX_CONFIG_BYTES:,} bytes)")
+            file_values = tomllib.loads(data.decode("utf-8"))
         except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"CLICKTRAIL_CONFIG: cannot read {path}: {e}") from e
         names = {s.name for s in SETTINGS}
@@ -260,6 +276,8 @@ def load(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] 
         raise ConfigError(f"CLICKTRAIL_DATABASE: the folder {folder} does not exist")
     if not values["spool"]:
         values["spool"] = values["database"] + ".spool"
+    elif not Path(values["spool"]).parent.is_dir():
+        raise ConfigError(f"CLICKTRAIL_SPOOL: the folder {Path(values['spool']).parent} does not exist")
     if not values["secret_key"]:
         database = Path(values["database"])
         values["secret_key"] = _kept_secret(database.with_name(database.name + ".secret"))

@@ -142,3 +142,8 @@ def test_rewrite_records_the_bare_addresses_of_to(env: dict[str, str]) -> None:
     to_two = MESSAGE.replace(b"To: ann@example.com", b"To: Ann <ann@example.com>, bob@example.com")
     assert run("rewrite", stdin=to_two).returncode == 0
     assert json.loads(run("logs", "attempts").stdout)["recipient"] == "ann@example.com, bob@example.com"
+
+
+def test_a_second_recipient_is_refused_not_dropped(env: dict[str, str]) -> None:
+    out = run("rewrite", "--recipient", "a@example.com", "--recipient", "b@example.com", stdin=MESSAGE)
+    assert out.returncode == 2 and b"one recipient per run" in out.stderr and out.stdout == b""

@@ -27,7 +27,9 @@ def test_environment_over_file_over_default(tmp_path: Path) -> None:
     [("CLICKTRAIL_CLICK_DOMAIN", "clicks.example.com"), ("CLICKTRAIL_CLICK_DOMAIN", "https://c.example.com/path"),
      ("CLICKTRAIL_TRUSTED_PROXIES", "-1"), ("CLICKTRAIL_TRACK_OPENS", "maybe"),
      ("CLICKTRAIL_CLICK_DOMAIN", "http://exa mple.com"), ("CLICKTRAIL_CLICK_DOMAIN", "http://clicks.example.com:99999"),
-     ("CLICKTRAIL_CLICK_DOMAIN", "https://bücher.example"), ("CLICKTRAIL_AGGREGATE_INTERVAL", "5.7")],
+     ("CLICKTRAIL_CLICK_DOMAIN", "https://bücher.example"), ("CLICKTRAIL_AGGREGATE_INTERVAL", "5.7"),
+     ("CLICKTRAIL_DASHBOARD_HOST", "a b"), ("CLICKTRAIL_DASHBOARD_HOST", "stats.example.com:99999"),
+     ("CLICKTRAIL_MAX_MESSAGE_BYTES", "0"), ("CLICKTRAIL_SPOOL", "/no/such/folder/spool")],
 )
 def test_bad_value_names_the_setting(tmp_path: Path, name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
@@ -102,3 +104,8 @@ def test_a_config_file_that_is_not_text_is_refused(tmp_path: Path) -> None:
     cfg_file.write_bytes(b"\x00\xd8\xff\xfe binary")
     with pytest.raises(ConfigError, match="CLICKTRAIL_CONFIG: cannot read"):
         load({"CLICKTRAIL_CONFIG": str(cfg_file), "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")})
+
+
+def test_a_config_file_that_never_ends_is_refused_not_read_whole(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is not a settings file"):
+        load({"CLICKTRAIL_CONFIG": "/dev/zero", "CLICKTRAIL_DATABASE": str(tmp_path / "x.db")})
