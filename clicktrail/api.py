@@ -39,8 +39,8 @@ from .delivery import Outcome, Upstream, deliver
 from .errors import SHOWN, BadInput, ClicktrailError, ConfigError, shown
 from .jsoncopies import Escaper
 from .logstore import Scope, parse_attempt_key
-from .messages import track
-from .mime import BadSwitch, Prepared, drop_headers, looks_like_mime
+from .messages import for_rewrite, track
+from .mime import BadSwitch, Prepared, looks_like_mime
 from .tracker import ct
 
 log = logging.getLogger(__name__)
@@ -206,11 +206,12 @@ def submit() -> Response:
         track_clicks=opts.track_clicks if sub.track_clicks is None else sub.track_clicks,
         track_opens=opts.track_opens if sub.track_opens is None else sub.track_opens,
     )
-    if not sub.built and submission.dkim_signed(sub.raw):  # as the relay and the CLI: rewriting breaks the signature
-        if not parts.config["smtp_rewrite_dkim"]:
+    if not sub.built:  # as in the relay and the CLI, but refused: the caller chose to send it to us
+        rewritable = for_rewrite(sub.raw, parts.config["smtp_rewrite_dkim"])
+        if rewritable is None:
             raise BadInput("mime carries a DKIM-Signature that rewriting would break: sign after clicktrail "
                            "(or set CLICKTRAIL_SMTP_REWRITE_DKIM=yes to remove it)", field="mime")
-        sub.raw = drop_headers(sub.raw, ("dkim-signature",))
+        sub.raw = rewritable
     recipients: list[str | None] = [*sub.recipients] or [None]
     if sub.send:  # everything that can stop a send is checked before anything is recorded
         sender, to, upstream = _sending(sub)
@@ -242,7 +243,7 @@ def _json_answer(answer: dict[str, Any]) -> Iterator[bytes]:
         head = json.dumps({k: v for k, v in copy.items() if k != "mime"}, ensure_ascii=False)
         text = f'{", " if i else ""}{head[:-1]}, "mime": {escape(copy["mime"])}}}'
         yield text.encode("utf-8", "surrogatepass")
-    yield b"]" + (b", " + rest[1:].encode() if rest != "{}" else b"}")
+    yield b"], " + rest[1:].encode("utf-8")
 
 
 class NoMailServer(ClicktrailError):

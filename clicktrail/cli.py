@@ -57,9 +57,8 @@ def rewrite(recipients: tuple[str, ...], tag: str | None, file: Any) -> None:
     """Rewrite a MIME message or bare HTML from FILE (or stdin) onto stdout."""
     import logging
 
-    from .messages import untouched
-    from .mime import drop_headers, looks_like_mime
-    from .submission import MAX_TAG, dkim_signed, valid_address, valid_tag
+    from .messages import for_rewrite, untouched
+    from .submission import MAX_TAG, valid_address, valid_tag
 
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)  # the rewrite's warnings, once
     logging.addLevelName(logging.WARNING, "warning")
@@ -78,21 +77,19 @@ def rewrite(recipients: tuple[str, ...], tag: str | None, file: Any) -> None:
         raise click.ClickException("the input is empty: give a MIME message or HTML")
     parts = _parts()
     try:
-        if looks_like_mime(raw) and dkim_signed(raw):  # as the relay does: rewriting would break the signature
-            if not parts.config["smtp_rewrite_dkim"]:
-                logging.warning("the message carries a DKIM-Signature, which rewriting would break: passed through"
-                                " untouched (CLICKTRAIL_SMTP_REWRITE_DKIM=yes rewrites it and removes the signature)")
-                data = untouched(parts.store, raw, [recipient], tag)[0].data
-                sys.stdout.buffer.write(data)
-                sys.stdout.buffer.flush()
-                return
-            logging.warning("the message's DKIM-Signature is removed, as rewriting breaks it: sign after clicktrail")
-            raw = drop_headers(raw, ("dkim-signature",))
-        result = track(parts.store, parts.signer, parts.options, raw, [recipient], tag)
+        rewritable = for_rewrite(raw, parts.config["smtp_rewrite_dkim"])  # as the relay decides
+        if rewritable is None:
+            logging.warning("the message carries a DKIM-Signature, which rewriting would break: passed through"
+                            " untouched (CLICKTRAIL_SMTP_REWRITE_DKIM=yes rewrites it and removes the signature)")
+            copy = untouched(parts.store, raw, [recipient], tag)[0]
+        else:
+            if rewritable is not raw:
+                logging.warning("the message's DKIM-Signature is removed, as rewriting breaks it: sign after clicktrail")
+            copy = track(parts.store, parts.signer, parts.options, rewritable, [recipient], tag).copies[0]
     except ClicktrailError as e:
         raise click.ClickException(e.message) from e
     out = sys.stdout.buffer
-    out.write(result.copies[0].data)
+    out.write(copy.data)
     out.flush()
 
 

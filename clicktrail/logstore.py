@@ -763,18 +763,16 @@ class Store:
 
     def _spool(self, event: Event) -> None:
         line = (json.dumps(asdict(event), ensure_ascii=True) + "\n").encode("ascii")
-        try:
+        try:  # a missing folder, a read-only or full file system: nowhere is left
             fd = os.open(self.spool, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        except OSError as e:  # a missing folder, a read-only or full file system
-            raise StoreUnavailable(f"neither the database nor the spool can take events: {e}") from e
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line)
-            os.fsync(fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as e:
             raise StoreUnavailable(f"neither the database nor the spool can take events: {e}") from e
-        finally:
-            os.close(fd)
 
     def _spool_waiting(self) -> bool:
         try:

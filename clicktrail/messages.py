@@ -18,9 +18,9 @@ from dataclasses import dataclass, field, replace
 from .domains import domain_for, from_domain, host_of
 from .errors import StoreUnavailable
 from .logstore import Attempt, Store, attempt_key, new_id
-from .mime import SWITCHES, Prepared, drop_headers, header_text, prepare
+from .mime import SWITCHES, Prepared, drop_headers, header_text, looks_like_mime, prepare
 from .rewrite import Options
-from .submission import Unparsable, parse_addresses
+from .submission import Unparsable, dkim_signed, parse_addresses
 from .tokens import Signer
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,14 @@ def _bare(to: str) -> str | None:
         found = []
     # Bare, so that a log filtered by recipient finds the copy; a To we cannot read is kept as it is.
     return ", ".join(found) or to.strip() or None
+
+
+def for_rewrite(raw: bytes, rewrite_dkim: bool) -> bytes | None:
+    """The message as it may be rewritten: itself, or without its DKIM-Signature when ``rewrite_dkim``;
+    None when it is signed and may not be (a rewrite would break the signature: pass it on ``untouched``)."""
+    if not (looks_like_mime(raw) and dkim_signed(raw)):
+        return raw
+    return drop_headers(raw, ("dkim-signature",)) if rewrite_dkim else None
 
 
 def untouched(store: Store, raw: bytes, recipients: Sequence[str | None], tag: str | None = None) -> list[Copy]:

@@ -39,8 +39,8 @@ from . import smtpusers
 from .delivery import Upstream, deliver, split_hostport, summary
 from .errors import ClicktrailError, ConfigError
 from .logstore import utcnow
-from .messages import Copy, track, untouched
-from .mime import BadSwitch, drop_headers, looks_like_mime
+from .messages import Copy, for_rewrite, track, untouched
+from .mime import BadSwitch, looks_like_mime
 from .rewrite import Options
 from .tracker import Clicktrail
 
@@ -197,13 +197,13 @@ class Relay:
         """One copy per recipient: rewritten with the login's defaults, or untouched when DKIM-signed."""
         if not rcpts:
             return []
-        headers = email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw) if looks_like_mime(raw) else None
-        if headers is not None and "dkim-signature" in headers:
-            if not self.cfg["smtp_rewrite_dkim"]:
-                log.warning("message carries a DKIM-Signature: forwarded untouched, without tracking")
-                return untouched(self.parts.store, raw, rcpts)
+        rewritable = for_rewrite(raw, self.cfg["smtp_rewrite_dkim"])
+        if rewritable is None:
+            log.warning("message carries a DKIM-Signature: forwarded untouched, without tracking")
+            return untouched(self.parts.store, raw, rcpts)
+        if rewritable is not raw:
             log.warning("message carries a DKIM-Signature: removed, as rewriting breaks it")
-            raw = drop_headers(raw, ("dkim-signature",))
+        raw = rewritable
         c = self.cfg
         opts = Options(c["click_domain"], login.track_clicks if login else c["track_clicks"],
                        login.track_opens if login else c["track_opens"], c["scam_protection"])
